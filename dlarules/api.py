@@ -1,0 +1,145 @@
+"""The public Python API: load the rule DB, check a model, get plain dataclasses back.
+
+    from dlarules.api import load_db, check
+    db = load_db()                                   # packaged rules (+ DLARULES_RULES, + extra dirs)
+    report = check("model.onnx", db, hardware="orin", trt="8.6")
+    report.exit_code, report.summary, report.to_dict()   # the dict is the JSON report (schemas/report.schema.json)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import onnx
+
+from . import __version__
+from .checker import Finding, LayerVerdict, evaluate
+from .lowering import LayerGraph, lower
+from .model import Graph, load_graph
+from .partition import Placement, predict
+from .ruledb import RuleDB, RuleSet, Target
+
+REPORT_SCHEMA_VERSION = "1"
+
+
+@dataclass
+class NodeVerdict:
+    """One ONNX node: the layers it became and where they run."""
+
+    index: int
+    name: str
+    op: str
+    status: str                      # dla | gpu | mixed | folded | no-layer
+    layers: list[int] = field(default_factory=list)
+
+    def to_dict(self, layers: dict[int, LayerVerdict], placement: Placement) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "op": self.op, "status": self.status,
+                "layers": [{**layers[i].to_dict(), "placed": placement.device.get(i, "GPU")} for i in self.layers]}
+
+
+@dataclass
+class Report:
+    model: str
+    target: Target
+    db_version: str
+    nodes: list[NodeVerdict]
+    layers: list[LayerVerdict]
+    placement: Placement
+    layer_graph: LayerGraph | None = None
+
+    @property
+    def gpu_layers(self) -> list[LayerVerdict]:
+        by = {v.index: v for v in self.layers}
+        return [by[i] for i in self.placement.gpu_layers]
+
+    @property
+    def fallbacks(self) -> list[LayerVerdict]:
+        """Layers that break at least one rule (excluding whole subgraphs moved by the loadable limit)."""
+        return [v for v in self.layers if not v.on_dla]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        dla = sum(1 for v in self.layers if self.placement.device.get(v.index, "GPU") != "GPU")
+        return {
+            "nodes": len(self.nodes),
+            "layers": len(self.layers),
+            "layers_on_dla": dla,
+            "layers_on_gpu": len(self.layers) - dla,
+            "nodes_folded": sum(1 for n in self.nodes if n.status == "folded"),
+            "nodes_without_layer": sum(1 for n in self.nodes if n.status == "no-layer"),
+            "dla_subgraphs": sum(1 for s in self.placement.subgraphs if not s.moved_to_gpu),
+            "transitions": self.placement.transitions,
+            "loadable_limit_exceeded": self.placement.limit_exceeded,
+        }
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if not self.placement.gpu_layers else 1
+
+    def findings_by_rule(self) -> dict[str, list[tuple[LayerVerdict, Finding]]]:
+        out: dict[str, list[tuple[LayerVerdict, Finding]]] = {}
+        for v in self.layers:
+            for f in v.findings:
+                out.setdefault(f.rule, []).append((v, f))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        by = {v.index: v for v in self.layers}
+        t = self.target
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "tool": {"name": "dlarules", "version": __version__, "db_version": self.db_version},
+            "model": self.model,
+            "target": {"hardware": t.hardware, "tensorrt": t.trt, "release": t.release.version,
+                       "platform": t.platform, "precision": t.precision},
+            "summary": self.summary,
+            "placement": self.placement.to_dict(by),
+            "nodes": [n.to_dict(by, self.placement) for n in self.nodes],
+        }
+
+
+def load_db(extra_dirs: Iterable[str | os.PathLike[str]] = (), *, base: str | os.PathLike[str] | None = None) -> RuleDB:
+    """The packaged rule DB, with DLARULES_RULES and `extra_dirs` layered on top (they add or override by ID)."""
+    return RuleDB.load(extra_dirs, base=base)
+
+
+def check(model: str | os.PathLike[str] | onnx.ModelProto | Graph, db: RuleDB | None = None, *,
+          hardware: str = "orin", trt: str | None = None, jetpack: str | None = None, platform: str | None = None,
+          precision: str | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+          target: Target | None = None) -> Report:
+    """Check a model (path, ModelProto or loaded Graph) against the rules for one target."""
+    db = db or load_db()
+    target = target or db.target(hardware, trt, jetpack=jetpack, platform=platform, precision=precision)
+    ruleset = db.select(target)
+    graph = model if isinstance(model, Graph) else load_graph(model, input_shapes)
+    return check_graph(graph, ruleset, db.version)
+
+
+def check_graph(graph: Graph, ruleset: RuleSet, db_version: str) -> Report:
+    target = ruleset.target
+    lg = lower(graph, target.release.parser)
+    verdicts = evaluate(lg, ruleset)
+    placement = predict(lg.layers, verdicts, target.release.loadable_limit)
+    nodes = _node_verdicts(graph, lg, verdicts, placement)
+    name = graph.path or (graph.model.graph.name if graph.model is not None else "<model>")
+    return Report(name, target, db_version, nodes, verdicts, placement, lg)
+
+
+def _node_verdicts(graph: Graph, lg: LayerGraph, verdicts: list[LayerVerdict], placement: Placement) -> list[NodeVerdict]:
+    by_node: dict[str, list[int]] = {}
+    for v in verdicts:
+        for n in v.nodes:
+            by_node.setdefault(n, []).append(v.index)
+    out = []
+    for node in graph.nodes:
+        idx = by_node.get(node.name, [])
+        if node.index in graph.folded:
+            status = "folded"
+        elif not idx:
+            status = "no-layer"
+        else:
+            devs = {placement.device.get(i, "GPU") == "GPU" for i in idx}
+            status = "mixed" if len(devs) > 1 else ("gpu" if True in devs else "dla")
+        out.append(NodeVerdict(node.index, node.name, node.op, status, idx))
+    return out

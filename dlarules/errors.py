@@ -1,0 +1,28 @@
+"""Errors the user can act on: one line naming the file and the problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DlarulesError(Exception):
+    """A problem with the user's input (model, rules, options): printed as one line, exit code 2."""
+
+    def __init__(self, source: str | Path | None, problem: str) -> None:
+        self.source = str(source) if source is not None else None
+        self.problem = problem
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        return f"{self.source}: {self.problem}" if self.source else self.problem
+
+
+class ModelError(DlarulesError):
+    """The ONNX model cannot be used."""
+
+
+class RulesError(DlarulesError):
+    """The rule database cannot be used."""
+
+
+class OptionError(DlarulesError):
+    """A command-line or API option is invalid."""

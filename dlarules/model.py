@@ -1,0 +1,370 @@
+"""Loading an ONNX model into plain data: nodes, tensors with shapes, dtypes and constness.
+
+What TensorRT's builder sees is not the raw ONNX graph: initializers are weights, and every node whose
+inputs are all build-time constants (the Shape -> Gather -> Concat math that feeds a Resize, ConstantOfShape
+weights, ...) is folded before layers are placed. `load_graph` does the same folding, so those nodes never
+become layers.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, TensorProto, shape_inference
+
+from .errors import ModelError, OptionError
+from . import folding
+
+_DTYPE_NAMES = {
+    TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64",
+    TensorProto.BFLOAT16: "bfloat16", TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
+    TensorProto.INT16: "int16", TensorProto.UINT16: "uint16", TensorProto.INT32: "int32",
+    TensorProto.UINT32: "uint32", TensorProto.INT64: "int64", TensorProto.UINT64: "uint64",
+    TensorProto.BOOL: "bool", TensorProto.STRING: "string",
+}
+FLOAT_DTYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
+
+# An initializer bigger than this is hidden from shape inference (its dims are enough), which keeps
+# inference from copying every weight through protobuf serialization.
+_SKELETON_MAX_BYTES = 4096
+
+Dim = int | str | None
+Shape = tuple[Dim, ...]
+
+
+def dtype_name(elem_type: int) -> str:
+    return _DTYPE_NAMES.get(elem_type, f"type{elem_type}")
+
+
+@dataclass(slots=True)
+class Tensor:
+    """One ONNX tensor as TensorRT would see it. `const` = known at build time (weights, folded math)."""
+
+    name: str
+    shape: Shape | None = None
+    dtype: str | None = None
+    const: bool = False
+    weights: bool = False       # an initializer or Constant output: what TensorRT's parser takes as weights
+    _value: Any = None          # np.ndarray, or a TensorProto still to decode, or None
+    _value_known: bool = False
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
+
+    @property
+    def static(self) -> bool:
+        return self.shape is not None and all(isinstance(d, int) and d >= 0 for d in self.shape)
+
+    def value(self) -> np.ndarray | None:
+        """The constant's value, decoded on first use (weights are not read unless a rule needs them)."""
+        v = self._value
+        if isinstance(v, LazyInitializer):
+            v = v.decode()
+            self._value = v
+        return v if isinstance(v, np.ndarray) else None
+
+    def set_value(self, v: "np.ndarray | LazyInitializer | None") -> None:
+        self._value = v
+        self._value_known = v is not None
+
+
+@dataclass(slots=True)
+class Node:
+    index: int
+    name: str                   # the ONNX name, or TensorRT's "node_of_<first output>" for nameless nodes
+    op: str
+    domain: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any]
+
+
+@dataclass
+class Graph:
+    """The model as plain data. `folded` holds the indices of nodes TensorRT evaluates at build time."""
+
+    path: str | None
+    opset: int
+    nodes: list[Node]
+    tensors: dict[str, Tensor]
+    inputs: list[str]
+    outputs: list[str]
+    folded: set[int] = field(default_factory=set)
+    producer: dict[str, int] = field(default_factory=dict)
+    consumers: dict[str, list[int]] = field(default_factory=dict)
+    model: onnx.ModelProto | None = None
+    base_dir: str | None = None
+
+    def tensor(self, name: str) -> Tensor:
+        t = self.tensors.get(name)
+        if t is None:
+            t = self.tensors[name] = Tensor(name)
+        return t
+
+    def node_by_name(self, name: str) -> Node | None:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def parse_input_shapes(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
+    """['images:1x3x640x640'] -> {'images': (1, 3, 640, 640)}. The name may itself contain ':'."""
+    out: dict[str, tuple[int, ...]] = {}
+    for spec in specs or ():
+        name, sep, dims = str(spec).rpartition(":")
+        if not sep or not name or not re.fullmatch(r"\d+(x\d+)*", dims.strip()):
+            raise OptionError("--input-shape", f"{spec!r} is not NAME:DIMS such as images:1x3x640x640")
+        shape = tuple(int(d) for d in dims.strip().split("x"))
+        if any(d <= 0 for d in shape):
+            raise OptionError("--input-shape", f"{spec!r}: every dimension must be a positive integer")
+        out[name] = shape
+    return out
+
+
+def read_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Parse an ONNX file without reading external weights; every failure is a one-line ModelError."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(p, "no such file")
+    if p.is_dir():
+        raise ModelError(p, "is a directory, not an ONNX file")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(p, f"not a readable ONNX model ({reason}); is the file truncated or not ONNX?") from None
+    if not model.opset_import or not model.HasField("graph") or not model.graph.node and not model.graph.output:
+        raise ModelError(p, "not an ONNX model (no graph or opset found); is the file truncated or not ONNX?")
+    _check_external_data(model, p.parent, p)
+    return model
+
+
+def _check_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
+    for init in model.graph.initializer:
+        if init.data_location != TensorProto.EXTERNAL:
+            continue
+        loc = next((e.value for e in init.external_data if e.key == "location"), None)
+        if not loc:
+            raise ModelError(path, f"initializer {init.name!r} has external data without a location")
+        f = base / loc
+        if not f.is_file():
+            raise ModelError(path, f"external data file {loc!r} (for initializer {init.name!r}) is missing next to the model")
+
+
+@dataclass(slots=True)
+class LazyInitializer:
+    """An initializer whose bytes are decoded (or read from external data) only when asked for."""
+
+    proto: TensorProto
+    base_dir: str
+
+    def decode(self) -> np.ndarray | None:
+        try:
+            return onnx.numpy_helper.to_array(self.proto, base_dir=self.base_dir)
+        except Exception:
+            return None
+
+
+def _attr_value(a: AttributeProto) -> Any:
+    t = a.type
+    if t == AttributeProto.INT:
+        return a.i
+    if t == AttributeProto.INTS:
+        return list(a.ints)
+    if t == AttributeProto.FLOAT:
+        return a.f
+    if t == AttributeProto.FLOATS:
+        return list(a.floats)
+    if t == AttributeProto.STRING:
+        return a.s.decode("utf-8", "replace")
+    if t == AttributeProto.TENSOR:
+        return a.t
+    if t == AttributeProto.STRINGS:
+        return [s.decode("utf-8", "replace") for s in a.strings]
+    if t == AttributeProto.GRAPH:
+        return a.g
+    return onnx.helper.get_attribute_value(a)
+
+
+def _shape_of(type_proto: onnx.TypeProto) -> tuple[Shape | None, str | None]:
+    if not type_proto.HasField("tensor_type"):
+        return None, None
+    tt = type_proto.tensor_type
+    dtype = dtype_name(tt.elem_type) if tt.elem_type else None
+    if not tt.HasField("shape"):
+        return None, dtype
+    dims: list[Dim] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value if d.dim_value > 0 else "?")
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param or "?")
+        else:
+            dims.append("?")
+    return tuple(dims), dtype
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    return 0
+
+
+def format_shape(shape: Shape | None) -> str:
+    if shape is None:
+        return "?"
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def _apply_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[int, ...]], path: str | None) -> None:
+    init_names = {i.name for i in model.graph.initializer}
+    by_name = {i.name: i for i in model.graph.input if i.name not in init_names}
+    for name, shape in overrides.items():
+        vi = by_name.get(name)
+        if vi is None:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise OptionError("--input-shape", f"the model has no input {name!r} (inputs: {known})")
+        tt = vi.type.tensor_type
+        old = [d for d in tt.shape.dim]
+        if old and len(old) != len(shape):
+            raise OptionError("--input-shape", f"input {name!r} has rank {len(old)}, got {len(shape)} dims")
+        for d, want in zip(old, shape):
+            if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != want:
+                raise OptionError("--input-shape", f"input {name!r} has a fixed dim {d.dim_value}, got {want}")
+        tt.shape.ClearField("dim")
+        for want in shape:
+            tt.shape.dim.add().dim_value = want
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without large weights, for fast shape inference (dims are all inference needs of them)."""
+    sk = onnx.ModelProto()
+    sk.ir_version = model.ir_version
+    sk.opset_import.extend(model.opset_import)
+    g, src = sk.graph, model.graph
+    g.node.extend(src.node)
+    init_names = set()
+    for init in src.initializer:
+        init_names.add(init.name)
+        small = init.data_location != TensorProto.EXTERNAL and init.ByteSize() <= _SKELETON_MAX_BYTES
+        if small:
+            g.initializer.append(init)
+        else:
+            g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    g.input.extend(i for i in src.input if i.name not in init_names)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    return sk
+
+
+def _infer(model: onnx.ModelProto, path: str | None) -> onnx.ModelProto:
+    try:
+        return shape_inference.infer_shapes(_skeleton(model), data_prop=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(path, f"ONNX shape inference failed: {first}") from None
+
+
+def load_graph(
+    source: str | os.PathLike[str] | onnx.ModelProto,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    *,
+    allow_dynamic: bool = False,
+) -> Graph:
+    """Read (if a path), fix dynamic inputs, infer shapes, and fold build-time constant subgraphs."""
+    if isinstance(source, onnx.ModelProto):
+        model, path, base = source, None, ""
+        if input_shapes:
+            model = onnx.ModelProto()
+            model.CopyFrom(source)
+    else:
+        path = str(source)
+        model = read_model(path)
+        base = str(Path(path).parent)
+    if input_shapes:
+        _apply_input_shapes(model, input_shapes, path)
+    graph = _build(model, path, base)
+    if not allow_dynamic:
+        dyn = dynamic_inputs(graph)
+        if dyn:
+            desc = ", ".join(f"{n} ({format_shape(graph.tensors[n].shape)})" for n in dyn)
+            example = " ".join(f"--input-shape {n}:{_example_dims(graph.tensors[n].shape)}" for n in dyn)
+            raise ModelError(path or "<model>", f"dynamic input shape: {desc}; DLA needs static shapes, "
+                             f"fix them with {example}")
+    _finish(graph, model)
+    return graph
+
+
+def _example_dims(shape: Shape | None) -> str:
+    if shape is None:
+        return "1x3x224x224"
+    return "x".join(str(d) if isinstance(d, int) and d > 0 else ("1" if i == 0 else "N") for i, d in enumerate(shape))
+
+
+def dynamic_inputs(graph: Graph) -> list[str]:
+    return [n for n in graph.inputs if not graph.tensors[n].static]
+
+
+def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
+    g = model.graph
+    tensors: dict[str, Tensor] = {}
+    for init in g.initializer:
+        t = Tensor(init.name, tuple(init.dims), dtype_name(init.data_type), True, True)
+        t.set_value(LazyInitializer(init, base))
+        tensors[init.name] = t
+    inputs = []
+    for vi in g.input:
+        if vi.name in tensors:
+            continue  # IR<4 lists initializers as inputs too; TensorRT treats them as weights
+        shape, dtype = _shape_of(vi.type)
+        tensors[vi.name] = Tensor(vi.name, shape, dtype)
+        inputs.append(vi.name)
+    nodes = []
+    for i, n in enumerate(g.node):
+        outs = list(n.output)
+        name = n.name or f"node_of_{outs[0] if outs else i}"
+        nodes.append(Node(i, name, n.op_type, n.domain, list(n.input), outs,
+                          {a.name: _attr_value(a) for a in n.attribute}))
+    graph = Graph(path, _default_opset(model), nodes, tensors, inputs, [o.name for o in g.output],
+                  model=model, base_dir=base)
+    for o in g.output:
+        shape, dtype = _shape_of(o.type)
+        t = graph.tensor(o.name)
+        t.shape, t.dtype = shape, dtype
+    return graph
+
+
+def _finish(graph: Graph, model: onnx.ModelProto) -> None:
+    inferred = _infer(model, graph.path)
+    tensors = graph.tensors
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        t = tensors.get(vi.name)
+        if t is not None and t.const:
+            continue
+        shape, dtype = _shape_of(vi.type)
+        if t is None:
+            tensors[vi.name] = Tensor(vi.name, shape, dtype)
+        else:
+            if shape is not None:
+                t.shape = shape
+            if dtype is not None:
+                t.dtype = dtype
+    producer, consumers = graph.producer, graph.consumers
+    for n in graph.nodes:
+        for o in n.outputs:
+            if o:
+                producer[o] = n.index
+        for i in n.inputs:
+            if i:
+                consumers.setdefault(i, []).append(n.index)
+    folding.fold(graph)

@@ -1,0 +1,1 @@
+"""Fix recipes: named, tested graph rewrites that make a model DLA-friendly."""

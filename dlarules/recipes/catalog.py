@@ -1,0 +1,22 @@
+"""Names of the fix recipes rules may point to (their rewrites live in the recipe modules)."""
+from __future__ import annotations
+
+# name -> one-line description. A rule's `fix` must be one of these names.
+RECIPES: dict[str, str] = {
+    "gap-to-avgpool": "GlobalAveragePool/GlobalMaxPool -> AveragePool/MaxPool with window HxW, or a depthwise "
+                      "convolution / cascade when HxW is over DLA's window limit",
+    "avgpool-to-conv": "AveragePool with a window over 8 -> depthwise Convolution with constant 1/(k*k) weights",
+    "maxpool-cascade": "MaxPool with a window over 8 -> a cascade of small max pools (windows compose)",
+    "resize-sizes-to-scales": "Resize whose output size is computed from static shapes -> constant scales",
+    "resize-nearest-two-step": "nearest upsampling beyond DLA's scale limit -> two exact nearest steps",
+    "resize-linear-to-nearest": "bilinear Resize with a scale DLA rejects -> nearest (approximate)",
+    "hardswish-decompose": "HardSwish -> x * Clip(x + 3, 0, 6) / 6 with layers DLA runs",
+    "hardsigmoid-decompose": "HardSigmoid -> Clip(alpha * x + beta, 0, 1) with layers DLA runs",
+    "reducemean-to-pool": "ReduceMean over H and W -> AveragePool",
+    "div-to-mul": "Div by a constant -> Mul by its reciprocal",
+    "neg-to-mul": "Neg -> Mul by -1",
+    "gemm-to-conv": "Flatten/Reshape + Gemm/MatMul with constant weights on a pooled 4D tensor -> 1x1 Convolution",
+    "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",
+    "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",
+    "fold-constants": "constant folding, removal of Identity and dead nodes",
+}

@@ -1,0 +1,552 @@
+"""The rule database: YAML files under rules/, validated against schemas/, selected per target.
+
+Layout of a rules directory:
+  releases.yaml   DB version, hardware, platforms, TensorRT releases (parser behaviour, loadable limit,
+                  DLA version) and the JetPack -> TensorRT mapping
+  *.yaml          rule files: `rules:` lists, one limit per rule
+
+A rule ID may appear in several entries whose scopes (hardware x TensorRT range x platform x precision) do not
+overlap: that is how a limit changes between releases. Extra directories layered on top add rules, or replace
+every entry of an ID they redefine, and may add releases.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from . import __version__
+from .errors import OptionError, RulesError
+from .layers import KINDS
+from .matcher import ConditionError, Pred, check_template, compile_condition
+from .versions import VersionRange, compare, parse_range, parse_version
+
+HARDWARE_ALIASES = {"xavier": "xavier", "agx-xavier": "xavier", "xavier-nx": "xavier", "orin": "orin",
+                    "agx-orin": "orin", "orin-nx": "orin", "orin-nano": "orin"}
+PRECISIONS = ("fp16", "int8")
+CONFIDENCE = ("documented", "observed", "unverified")
+RELEASES_FILE = "releases.yaml"
+
+
+def packaged_rules_dir() -> Path:
+    """The rules shipped with dlarules: rules/ beside the package in a checkout, dlarules/_rules in a wheel."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "rules", here / "_rules"):
+        if (cand / RELEASES_FILE).is_file():
+            return cand
+    raise RulesError(here, "the packaged rule database is missing (no rules/releases.yaml)")
+
+
+def schemas_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "schemas", here / "_schemas"):
+        if (cand / "rules.schema.json").is_file():
+            return cand
+    raise RulesError(here, "the JSON Schemas are missing (no schemas/rules.schema.json)")
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+@dataclass(frozen=True)
+class Source:
+    doc: str
+    section: str = ""
+    url: str = ""
+    quote: str = ""
+
+    def __str__(self) -> str:
+        s = self.doc + (f", {self.section}" if self.section else "")
+        return s + (f" <{self.url}>" if self.url else "")
+
+
+@dataclass(eq=False)
+class Rule:
+    id: str
+    title: str
+    layers: tuple[str, ...] | None          # None: every layer kind
+    hardware: tuple[str, ...]
+    tensorrt: VersionRange
+    platforms: tuple[str, ...]
+    precisions: tuple[str, ...]
+    when: Pred | None
+    require: Pred
+    message: str
+    source: Source
+    confidence: str
+    fix: str | dict[str, str] | None
+    fixtures: list[dict[str, Any]]
+    file: str
+    line: int
+    raw: dict[str, Any]
+    never: bool = False
+
+    def applies(self, hardware: str, trt: str, platform: str, precision: str) -> bool:
+        return (hardware in self.hardware and self.tensorrt.contains(trt) and platform in self.platforms
+                and precision in self.precisions)
+
+    def scope_text(self) -> str:
+        parts = ["/".join(self.hardware), f"TensorRT {self.tensorrt}"]
+        if set(self.platforms) != {"jetson", "drive"}:
+            parts.append("/".join(self.platforms))
+        if set(self.precisions) != set(PRECISIONS):
+            parts.append("/".join(self.precisions))
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    hardware: tuple[str, ...]
+    platforms: tuple[str, ...]
+    parser: Mapping[str, Any]
+    loadable_limit: int
+    loadable_evidence: str
+    dla: Mapping[str, str]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user builds for: hardware, TensorRT version, platform, precision."""
+
+    hardware: str
+    trt: str
+    release: Release
+    platform: str = "jetson"
+    precision: str = "fp16"
+
+    def __str__(self) -> str:
+        return f"{self.hardware} / TensorRT {self.trt} / {self.platform} / {self.precision}"
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int
+    rule_id: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.rule_id or '-'}: {self.problem}"
+
+
+@dataclass
+class RuleSet:
+    """The rules that hold for one target, indexed by layer kind for an O(layers) walk."""
+
+    target: Target
+    rules: list[Rule]
+    _by_kind: dict[str, list[Rule]] = field(default_factory=dict)
+
+    def for_kind(self, kind: str) -> list[Rule]:
+        got = self._by_kind.get(kind)
+        if got is None:
+            never = [r for r in self.rules if r.never and r.layers and kind in r.layers]
+            specific = [r for r in self.rules if not r.never and r.layers and kind in r.layers]
+            general = [r for r in self.rules if r.layers is None]
+            got = self._by_kind[kind] = never + specific + general
+        return got
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Records the line of every mapping that has an `id` or `version` (rules, releases) for error messages."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        m = super().construct_mapping(node, deep=deep)
+        if "id" in m or "version" in m:
+            m["__line__"] = node.start_mark.line + 1
+        return m
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(path, f"cannot read: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RulesError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def _strip_lines(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _strip_lines(v) for k, v in x.items() if k != "__line__"}
+    if isinstance(x, list):
+        return [_strip_lines(v) for v in x]
+    return x
+
+
+_SCHEMAS: dict[str, Any] = {}
+
+
+def _validator(name: str) -> Any:
+    v = _SCHEMAS.get(name)
+    if v is None:
+        import jsonschema  # imported late: only needed when a file is not in the cache
+        schema = json.loads((schemas_dir() / name).read_text(encoding="utf-8"))
+        v = _SCHEMAS[name] = jsonschema.Draft202012Validator(schema)
+    return v
+
+
+def _schema_problems(data: Any, schema: str, path: Path) -> list[Problem]:
+    problems = []
+    clean = _strip_lines(data)
+    for err in sorted(_validator(schema).iter_errors(clean), key=lambda e: list(map(str, e.absolute_path))):
+        line, rid = _locate(data, list(err.absolute_path))
+        where = "/".join(str(p) for p in err.absolute_path)
+        problems.append(Problem(str(path), line, rid, f"{where + ': ' if where else ''}{err.message}"))
+    return problems
+
+
+def _locate(data: Any, path: list[Any]) -> tuple[int, str]:
+    """Line and rule id of the innermost mapping along a JSON path."""
+    line, rid, node = 1, "", data
+    for p in path:
+        if isinstance(node, dict):
+            line = node.get("__line__", line)
+            rid = node.get("id", rid) if isinstance(node.get("id"), str) else rid
+            node = node.get(p)
+        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
+            node = node[p]
+        else:
+            break
+    if isinstance(node, dict):
+        line = node.get("__line__", line)
+        rid = node.get("id", rid) if isinstance(node.get("id"), str) else rid
+    return line, rid
+
+
+@dataclass
+class RawDB:
+    """Validated YAML data of one or more layered directories (what the cache stores)."""
+
+    dirs: list[str]
+    meta: dict[str, Any]
+    releases: list[dict[str, Any]]
+    jetpack: dict[str, Any]
+    rules: list[dict[str, Any]]          # each with __file__ and __line__
+    problems: list[Problem]
+
+
+def _rule_files(d: Path) -> list[Path]:
+    return sorted(p for p in d.glob("*.yaml") if p.name != RELEASES_FILE)
+
+
+def _read_dir(d: Path, is_base: bool) -> tuple[dict[str, Any] | None, list[dict], list[Problem]]:
+    problems: list[Problem] = []
+    meta = None
+    rel = d / RELEASES_FILE
+    if rel.is_file():
+        meta = _read_yaml(rel)
+        problems += _schema_problems(meta, "releases.schema.json", rel)
+    elif is_base:
+        problems.append(Problem(str(rel), 1, "", "missing: the base rules directory needs releases.yaml"))
+    rules: list[dict] = []
+    for f in _rule_files(d):
+        data = _read_yaml(f)
+        file_problems = _schema_problems(data, "rules.schema.json", f)
+        problems += file_problems
+        if isinstance(data, dict) and isinstance(data.get("rules"), list):
+            for r in data["rules"]:
+                if isinstance(r, dict):
+                    r["__file__"] = str(f)
+                    rules.append(r)
+    return meta, rules, problems
+
+
+def _fingerprint(dirs: list[Path]) -> str:
+    h = hashlib.sha256(__version__.encode())
+    sd = schemas_dir()
+    for f in [sd / "rules.schema.json", sd / "releases.schema.json"] + [
+            p for d in dirs for p in ([d / RELEASES_FILE] + _rule_files(d))]:
+        try:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"{f}|missing".encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_path(key: str) -> Path:
+    base = os.environ.get("DLARULES_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dlarules")
+    return Path(base) / f"ruledb-{key}.pickle"
+
+
+def read_raw(dirs: list[Path], use_cache: bool = True) -> RawDB:
+    key = _fingerprint(dirs) if use_cache else ""
+    if use_cache:
+        try:
+            with open(_cache_path(key), "rb") as fh:
+                raw = pickle.load(fh)
+            if isinstance(raw, RawDB):
+                return raw
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
+            pass
+    raw = _read_uncached(dirs)
+    if use_cache:
+        _write_cache(_cache_path(key), raw)
+    return raw
+
+
+def _write_cache(path: Path, raw: RawDB) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(raw, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home is fine: we just do not cache
+
+
+def _read_uncached(dirs: list[Path]) -> RawDB:
+    problems: list[Problem] = []
+    meta: dict[str, Any] = {}
+    releases: dict[str, dict] = {}
+    jetpack: dict[str, Any] = {}
+    by_id: dict[str, list[dict]] = {}
+    order: list[str] = []
+    for i, d in enumerate(dirs):
+        if not d.is_dir():
+            raise RulesError(d, "rules directory not found")
+        m, rules, probs = _read_dir(d, is_base=i == 0)
+        problems += probs
+        if isinstance(m, dict):
+            if i == 0:
+                meta = {k: v for k, v in m.items() if k not in ("releases", "jetpack")}
+            else:
+                for k in ("hardware", "platforms"):
+                    if isinstance(m.get(k), dict):
+                        meta.setdefault(k, {}).update(m[k])
+            for r in m.get("releases") or []:
+                if isinstance(r, dict) and "version" in r:
+                    r["__file__"] = str(d / RELEASES_FILE)
+                    releases[str(r["version"])] = r
+            jetpack.update(m.get("jetpack") or {})
+        seen_here: set[str] = set()
+        for r in rules:
+            rid = r.get("id")
+            if not isinstance(rid, str):
+                continue
+            if i > 0 and rid not in seen_here:
+                by_id.pop(rid, None)  # a layered directory replaces every entry of an ID it defines
+                if rid in order:
+                    order.remove(rid)
+            seen_here.add(rid)
+            if rid not in by_id:
+                order.append(rid)
+            by_id.setdefault(rid, []).append(r)
+    flat = [r for rid in order for r in by_id[rid]]
+    return RawDB([str(d) for d in dirs], meta, list(releases.values()), jetpack, flat, problems)
+
+
+# ---------------------------------------------------------------------------------------------- the DB
+
+class RuleDB:
+    """A loaded, checked rule database. Build with `RuleDB.load()`."""
+
+    def __init__(self, raw: RawDB, recipes: Iterable[str] | None = None) -> None:
+        self.raw = raw
+        self.dirs = raw.dirs
+        self.version: str = str(raw.meta.get("db_version", "0"))
+        self.hardware: dict[str, dict] = dict(raw.meta.get("hardware") or {})
+        self.platforms: dict[str, dict] = dict(raw.meta.get("platforms") or {})
+        self.defaults: dict[str, Any] = dict(raw.meta.get("defaults") or {})
+        self.problems: list[Problem] = list(raw.problems)
+        if recipes is None:
+            from .recipes.catalog import RECIPES
+            recipes = RECIPES
+        self._recipes = set(recipes)
+        self.releases: list[Release] = self._releases(raw.releases)
+        self.jetpack: dict[str, dict] = {str(k): v for k, v in raw.jetpack.items()}
+        self.rules: list[Rule] = []
+        for r in raw.rules:
+            rule = self._compile(r)
+            if rule is not None:
+                self.rules.append(rule)
+        self.problems += self._check_overlaps()
+
+    # -- construction
+    @classmethod
+    def load(cls, extra_dirs: Iterable[str | os.PathLike[str]] = (), *, base: str | os.PathLike[str] | None = None,
+             strict: bool = True, use_cache: bool = True) -> "RuleDB":
+        """Load the packaged DB (or `base`) with `extra_dirs` layered on top, plus DLARULES_RULES dirs."""
+        dirs = [Path(base) if base else packaged_rules_dir()]
+        env = os.environ.get("DLARULES_RULES", "")
+        dirs += [Path(p) for p in env.split(os.pathsep) if p.strip()]
+        dirs += [Path(p) for p in extra_dirs]
+        db = cls(read_raw(dirs, use_cache=use_cache))
+        if strict and db.problems:
+            first = db.problems[0]
+            more = f" (and {len(db.problems) - 1} more; run `dlarules rules validate`)" if len(db.problems) > 1 else ""
+            raise RulesError(f"{first.file}:{first.line}", f"{first.rule_id + ': ' if first.rule_id else ''}"
+                                                           f"{first.problem}{more}")
+        return db
+
+    def _releases(self, raw: list[dict]) -> list[Release]:
+        out = []
+        for r in raw:
+            try:
+                v = str(r["version"])
+                parse_version(v)
+                lim = r.get("loadable_limit") or {}
+                out.append(Release(v, tuple(r.get("hardware") or ()), tuple(r.get("platforms") or ("jetson",)),
+                                   dict(r.get("parser") or {}), int(lim.get("per_core", 16)),
+                                   str(lim.get("evidence", "")), dict(r.get("dla") or {}), str(r.get("note", ""))))
+            except (KeyError, ValueError, TypeError) as exc:
+                self.problems.append(Problem(r.get("__file__", RELEASES_FILE), r.get("__line__", 1), "",
+                                             f"release {r.get('version')!r}: {exc}"))
+        out.sort(key=lambda rel: parse_version(rel.version))
+        return out
+
+    def _compile(self, r: dict) -> Rule | None:
+        rid, file, line = r.get("id", ""), r.get("__file__", "?"), r.get("__line__", 1)
+
+        def bad(msg: str) -> None:
+            self.problems.append(Problem(file, line, rid, msg))
+
+        layer = r.get("layer")
+        layers = None if layer in (None, "*") else tuple([layer] if isinstance(layer, str) else layer)
+        for k in layers or ():
+            if k not in KINDS:
+                bad(f"unknown layer kind {k!r}")
+                return None
+        hardware = tuple(r.get("hardware") or self.hardware.keys())
+        for h in hardware:
+            if h not in self.hardware:
+                bad(f"unknown hardware {h!r} (known: {', '.join(self.hardware)})")
+                return None
+        platforms = tuple(r.get("platform") or self.platforms.keys() or ("jetson", "drive"))
+        for p in platforms:
+            if self.platforms and p not in self.platforms:
+                bad(f"unknown platform {p!r}")
+                return None
+        precisions = tuple(r.get("precision") or PRECISIONS)
+        try:
+            trange = parse_range(str(r.get("tensorrt", "*")))
+        except ValueError as exc:
+            bad(f"tensorrt: {exc}")
+            return None
+        kinds = list(layers) if layers else None
+        try:
+            when = compile_condition(r["when"], kinds, "when") if "when" in r else None
+            require = compile_condition(r.get("require"), kinds, "require")
+        except ConditionError as exc:
+            bad(str(exc))
+            return None
+        except KeyError as exc:
+            bad(f"missing {exc}")
+            return None
+        for p in check_template(str(r.get("message", "")), kinds):
+            bad(p)
+        fix = r.get("fix")
+        for name in (fix.values() if isinstance(fix, dict) else [fix] if fix is not None else []):
+            if name not in self._recipes:
+                bad(f"unknown fix recipe {name!r} (known: {', '.join(sorted(self._recipes))})")
+        fixtures = list(r.get("fixtures") or [])
+        expects = {f.get("expect") for f in fixtures if isinstance(f, dict)}
+        if not {"violate", "pass"} <= expects:
+            bad("needs fixtures: at least one `expect: violate` and one `expect: pass`")
+        src = r.get("source") or {}
+        return Rule(rid, str(r.get("title", "")), layers, hardware, trange, platforms, precisions, when, require,
+                    str(r.get("message", "")), Source(str(src.get("doc", "")), str(src.get("section", "")),
+                                                      str(src.get("url", "")), str(src.get("quote", ""))),
+                    str(r.get("confidence", "unverified")), fix, fixtures, file, line, _strip_lines(r),
+                    never=r.get("require") == {"never": True} and "when" not in r)
+
+    def _check_overlaps(self) -> list[Problem]:
+        known = [rel.version for rel in self.releases]
+        by_id: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            by_id.setdefault(rule.id, []).append(rule)
+        problems = []
+        for rid, entries in by_id.items():
+            for i, a in enumerate(entries):
+                for b in entries[i + 1:]:
+                    hw = set(a.hardware) & set(b.hardware)
+                    pl = set(a.platforms) & set(b.platforms)
+                    pr = set(a.precisions) & set(b.precisions)
+                    both = [v for v in known if a.tensorrt.contains(v) and b.tensorrt.contains(v)]
+                    if hw and pl and pr and both:
+                        problems.append(Problem(b.file, b.line, rid, f"entries of this ID overlap (with line {a.line}) "
+                                                f"for {'/'.join(sorted(hw))} TensorRT {', '.join(both)}: "
+                                                f"give them disjoint ranges"))
+        return problems
+
+    # -- queries
+    def resolve_hardware(self, name: str) -> str:
+        h = HARDWARE_ALIASES.get(name.lower(), name.lower())
+        if h not in self.hardware:
+            raise OptionError("--target", f"unknown hardware {name!r} (known: {', '.join(self.hardware)})")
+        return h
+
+    def release_for(self, trt: str, hardware: str | None = None, platform: str = "jetson") -> Release:
+        """The release entry a version belongs to: '8.5.2' -> 8.5; an unknown release is an error."""
+        try:
+            v = parse_version(trt)
+        except ValueError:
+            raise OptionError("--trt", f"{trt!r} is not a TensorRT version such as 8.6 or 10.3") from None
+        cands = [r for r in self.releases if parse_version(r.version) == v[:len(parse_version(r.version))]]
+        cands.sort(key=lambda r: len(parse_version(r.version)), reverse=True)
+        if not cands:
+            known = ", ".join(r.version for r in self.releases if hardware is None or hardware in r.hardware)
+            raise OptionError("--trt", f"TensorRT {trt} is not in the rule DB (known releases: {known}); "
+                                       f"add it to rules/releases.yaml")
+        rel = cands[0]
+        if hardware is not None and hardware not in rel.hardware:
+            ok = ", ".join(r.version for r in self.releases if hardware in r.hardware)
+            raise OptionError("--trt", f"TensorRT {trt} has no DLA support for {hardware} "
+                                       f"(releases with DLA on {hardware}: {ok})")
+        if platform not in rel.platforms:
+            raise OptionError("--platform", f"TensorRT {trt} is not a {platform} release in the rule DB "
+                                            f"(platforms: {', '.join(rel.platforms)})")
+        return rel
+
+    def target(self, hardware: str, trt: str | None = None, *, jetpack: str | None = None,
+               platform: str | None = None, precision: str | None = None) -> Target:
+        hw = self.resolve_hardware(hardware)
+        platform = platform or str(self.defaults.get("platform", "jetson"))
+        precision = (precision or str(self.defaults.get("precision", "fp16"))).lower()
+        if precision not in PRECISIONS:
+            raise OptionError("--precision", f"{precision!r} is not one of {', '.join(PRECISIONS)}")
+        if jetpack is not None:
+            jp = self.jetpack.get(str(jetpack))
+            if jp is None:
+                raise OptionError("--jetpack", f"JetPack {jetpack} is not in the rule DB (known: "
+                                               f"{', '.join(self.jetpack)})")
+            if trt is not None and compare(str(trt), str(jp["tensorrt"])) != 0:
+                raise OptionError("--trt", f"JetPack {jetpack} ships TensorRT {jp['tensorrt']}, not {trt}")
+            if hw not in jp.get("hardware", []):
+                raise OptionError("--jetpack", f"JetPack {jetpack} does not support DLA on {hw}")
+            trt = str(jp["tensorrt"])
+        if trt is None:
+            trt = str(self.hardware[hw].get("default_tensorrt"))
+        return Target(hw, str(trt), self.release_for(str(trt), hw, platform), platform, precision)
+
+    def select(self, target: Target) -> RuleSet:
+        rules = [r for r in self.rules if r.applies(target.hardware, target.trt, target.platform, target.precision)]
+        return RuleSet(target, rules)
+
+    def by_id(self, rid: str) -> list[Rule]:
+        return [r for r in self.rules if r.id == rid]
+
+    @cached_property
+    def ids(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for r in self.rules:
+            seen.setdefault(r.id, None)
+        return list(seen)
