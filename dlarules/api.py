@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -71,6 +72,7 @@ class Report:
             "dla_subgraphs": sum(1 for s in self.placement.subgraphs if not s.moved_to_gpu),
             "transitions": self.placement.transitions,
             "loadable_limit_exceeded": self.placement.limit_exceeded,
+            "fallbacks_by_rule": {rule: len(items) for rule, items in sorted(self.findings_by_rule().items())},
         }
 
     @property
@@ -112,15 +114,33 @@ def check(model: str | os.PathLike[str] | onnx.ModelProto | Graph, db: RuleDB | 
     db = db or load_db()
     target = target or db.target(hardware, trt, jetpack=jetpack, platform=platform, precision=precision)
     ruleset = db.select(target)
-    graph = model if isinstance(model, Graph) else load_graph(model, input_shapes)
+    enabled = gc.isenabled()
+    gc.disable()  # see check_graph
+    try:
+        graph = model if isinstance(model, Graph) else load_graph(model, input_shapes)
+    finally:
+        if enabled:
+            gc.enable()
     return check_graph(graph, ruleset, db.version)
 
 
 def check_graph(graph: Graph, ruleset: RuleSet, db_version: str) -> Report:
+    # A check allocates many small objects that all live until it returns: the cyclic GC would rescan them
+    # again and again (superlinear on big graphs), and finds nothing to free.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _check_graph(graph, ruleset, db_version)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_graph(graph: Graph, ruleset: RuleSet, db_version: str) -> Report:
     target = ruleset.target
     lg = lower(graph, target.release.parser)
     verdicts = evaluate(lg, ruleset)
-    placement = predict(lg.layers, verdicts, target.release.loadable_limit)
+    placement = predict(lg.layers, verdicts, target.release.loadable_limit, lg.index)
     nodes = _node_verdicts(graph, lg, verdicts, placement)
     name = graph.path or (graph.model.graph.name if graph.model is not None else "<model>")
     return Report(name, target, db_version, nodes, verdicts, placement, lg)

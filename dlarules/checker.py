@@ -28,7 +28,7 @@ class Finding:
                 "confidence": self.confidence, "fix": self.fix, "hint": self.hint}
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerVerdict:
     index: int
     name: str                 # as TensorRT prints it
@@ -38,8 +38,16 @@ class LayerVerdict:
     on_dla: bool
     findings: list[Finding] = field(default_factory=list)
     origin: str = "parser"
-    in_shape: str = ""
-    out_shape: str = ""
+    layer: Layer | None = field(default=None, repr=False)
+
+    @property
+    def in_shape(self) -> str:
+        ins = [x for x in self.layer.inputs if not x.const] or self.layer.inputs if self.layer else []
+        return format_shape(ins[0].shape) if ins else ""
+
+    @property
+    def out_shape(self) -> str:
+        return format_shape(self.layer.outputs[0].shape) if self.layer and self.layer.outputs else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "name": self.name, "kind": self.kind, "nodes": self.nodes, "op": self.op,
@@ -68,37 +76,6 @@ def _fields(layer: Layer, ruleset: RuleSet) -> dict[str, Any]:
     }
 
 
-class _Neighbors:
-    def __init__(self, layers: list[Layer]) -> None:
-        self.producer: dict[str, Layer] = {}
-        self.users: dict[str, list[Layer]] = {}
-        for layer in layers:
-            for t in layer.outputs:
-                self.producer[t.name] = layer
-            for t in layer.inputs:
-                self.users.setdefault(t.name, []).append(layer)
-
-    def producer_of(self, layer: Layer, k: int) -> Layer | None:
-        return self.producer.get(layer.inputs[k].name) if k < len(layer.inputs) else None
-
-    def consumers_of(self, layer: Layer) -> list[Layer]:
-        return [u for t in layer.outputs for u in self.users.get(t.name, [])]
-
-
-class _LazyFields(dict):
-    """Context fields computed only when a condition or message asks for one."""
-
-    def __init__(self, layer: Layer, ruleset: RuleSet) -> None:
-        super().__init__()
-        self._layer, self._ruleset, self._done = layer, ruleset, False
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        if not self._done:
-            self.update(_fields(self._layer, self._ruleset))
-            self._done = True
-        return super().get(key, default)
-
-
 def _finding(rule: Rule, ctx: Context) -> Finding:
     fix = rule.fix
     if isinstance(fix, dict):
@@ -109,21 +86,25 @@ def _finding(rule: Rule, ctx: Context) -> Finding:
 
 def evaluate(lg: LayerGraph, ruleset: RuleSet) -> list[LayerVerdict]:
     """A verdict for every layer of the network."""
-    nb = _Neighbors(lg.layers)
+    nb = lg.index
+    make_fields = lambda layer: _fields(layer, ruleset)  # noqa: E731
+    memo: dict = {}  # keyed by ids of tensors that stay alive for the whole call
+    plans: dict[str, list[tuple[Any, Any, Rule]]] = {}
+    producer_of, consumers_of = nb.producer_of, nb.consumers_of
     verdicts = []
     for layer in lg.layers:
-        ctx = Context(layer, _LazyFields(layer, ruleset), nb.producer_of, nb.consumers_of)
+        plan = plans.get(layer.kind)
+        if plan is None:
+            plan = plans[layer.kind] = [(r.when, r.require, r) for r in ruleset.for_kind(layer.kind)]
+        ctx = Context(layer, make_fields, producer_of, consumers_of, memo)
         findings: list[Finding] = []
-        for rule in ruleset.for_kind(layer.kind):
-            if rule.when is not None and not rule.when(ctx):
+        for when, require, rule in plan:
+            if when is not None and not when(ctx):
                 continue
-            if not rule.require(ctx):
+            if not require(ctx):
                 findings.append(_finding(rule, ctx))
                 if rule.never:
                     break  # the kind has no DLA implementation: further limits would be noise
-        ins = [x for x in layer.inputs if not x.const] or layer.inputs
-        verdicts.append(LayerVerdict(
-            layer.index, layer.display_name, layer.kind, layer.sources, layer.op, not findings, findings,
-            layer.origin, format_shape(ins[0].shape) if ins else "",
-            format_shape(layer.outputs[0].shape) if layer.outputs else ""))
+        verdicts.append(LayerVerdict(layer.index, layer.display_name, layer.kind, layer.sources, layer.op,
+                                     not findings, findings, layer.origin, layer))
     return verdicts

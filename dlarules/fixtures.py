@@ -87,8 +87,11 @@ def build(spec: Mapping[str, Any]) -> onnx.ModelProto:
     for o in produced:
         if o not in consumed:
             vi = known.get(o)
-            model.graph.output.append(vi if vi is not None and vi.type.HasField("tensor_type")
-                                      else helper.make_tensor_value_info(o, TensorProto.FLOAT, None))
+            if vi is None or not vi.type.tensor_type.HasField("shape"):
+                # an op shape inference does not know (a plugin): assume it keeps the first input's shape
+                first = graph_inputs[0].type.tensor_type
+                vi = helper.make_tensor_value_info(o, TensorProto.FLOAT, [d.dim_value for d in first.shape.dim])
+            model.graph.output.append(vi)
     return model
 
 
@@ -121,3 +124,21 @@ def run(db: Any, rule: Any, fixture: Mapping[str, Any]) -> tuple[bool, Any]:
     report = check(model, db, target=default_target(db, rule, fixture))
     fired = any(f.rule == rule.id for v in report.layers for f in v.findings)
     return fired, report
+
+
+def fixture_problems(db: Any) -> list[Any]:
+    """Every fixture that does not do what it says (a violate fixture the rule does not fire on, or the reverse)."""
+    from .ruledb import Problem
+    problems = []
+    for rule in db.rules:
+        for k, fx in enumerate(rule.fixtures):
+            try:
+                fired, _ = run(db, rule, fx)
+            except Exception as exc:  # a broken fixture is a problem to report, not a crash
+                problems.append(Problem(rule.file, rule.line, rule.id, f"fixture {k}: cannot be checked: {exc}"))
+                continue
+            if fired != (fx.get("expect") == "violate"):
+                what = "does not fire on" if fx.get("expect") == "violate" else "fires on"
+                problems.append(Problem(rule.file, rule.line, rule.id, f"fixture {k}: the rule {what} its "
+                                                                       f"`expect: {fx.get('expect')}` model"))
+    return problems

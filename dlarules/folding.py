@@ -42,7 +42,11 @@ def fold(graph: Any) -> None:
         elif not all(not i or (i in tensors and tensors[i].const) for i in node.inputs):
             continue
         folded.add(node.index)
-        values = _evaluate(node, tensors)
+        # Shape math (integer results, or outputs whose shape inference could not tell) is evaluated now: its
+        # values decide shapes. Float constants (weights) are evaluated only if a rule asks for their values.
+        eager = any(not o or tensors.get(o) is None or tensors[o].shape is None
+                    or tensors[o].dtype not in _FLOATS for o in node.outputs)
+        values = _evaluate(node, tensors) if eager else None
         for k, out in enumerate(node.outputs):
             if not out:
                 continue
@@ -51,13 +55,34 @@ def fold(graph: Any) -> None:
             # The parser takes Constant outputs (and Identity of weights) as weights; other folded math
             # stays a tensor that only the builder folds (a Resize fed by it is a dynamic resize).
             t.weights = op == "Constant" or (op == "Identity" and tensors[node.inputs[0]].weights)
+            if not eager:
+                t.set_value(LazyFold(node, tensors, k))
+                continue
             v = values[k] if values is not None and k < len(values) else None
             if v is not None:
                 v = np.asarray(v)
                 t.set_value(v)
                 t.shape = tuple(int(d) for d in v.shape)
+                t._static = None
                 if t.dtype is None:
                     t.dtype = str(v.dtype) if v.dtype != np.bool_ else "bool"
+
+
+_FLOATS = frozenset({"float32", "float16", "float64", "bfloat16"})
+
+
+class LazyFold:
+    """A folded constant whose value is computed on first use (Tensor.value())."""
+
+    __slots__ = ("node", "tensors", "k")
+
+    def __init__(self, node: Any, tensors: dict, k: int) -> None:
+        self.node, self.tensors, self.k = node, tensors, k
+
+    def decode(self) -> np.ndarray | None:
+        values = _evaluate(self.node, self.tensors)
+        v = values[self.k] if values is not None and self.k < len(values) else None
+        return None if v is None else np.asarray(v)
 
 
 def _evaluate(node: Any, tensors: dict) -> list[np.ndarray] | None:

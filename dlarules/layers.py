@@ -6,10 +6,13 @@ validation error. Attribute values are in TensorRT's terms (a pooling `window`, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .model import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import Tensor
 
 # type codes: int, float, bool, str, ints (list of int), floats, enum:<A|B|C>
 _SPATIAL = {"nb_spatial_dims": "int"}
@@ -47,7 +50,7 @@ KINDS: dict[str, dict[str, str]] = {
     "RESIZE": {
         "mode": "enum:NEAREST|LINEAR|CUBIC", "coord": "enum:ASYMMETRIC|HALF_PIXEL|ALIGN_CORNERS",
         "rounding": "enum:FLOOR|CEIL|HALF_DOWN|HALF_UP", "selector": "enum:FORMULA|UPPER",
-        "size_source": "enum:scales|sizes_shape_tensor|output_dims|runtime",
+        "size_source": "enum:scales|sizes-tensor|output-dims|runtime-scales",
         "scales": "floats", "spatial_scales": "floats", "nc_unchanged": "bool",
     },
     "UNARY": {
@@ -129,12 +132,12 @@ class Layer:
     outputs: list[Tensor]
     named: bool = True
     origin: str = "parser"          # parser | builder
-    parts: list[str] = field(default_factory=list)   # names fused into this layer ("A + B")
-    extra_nodes: list[str] = field(default_factory=list)  # other ONNX nodes fused into this layer
+    parts: tuple[str, ...] = ()        # names fused into this layer ("A + B")
+    extra_nodes: tuple[str, ...] = ()  # other ONNX nodes fused into this layer
 
     @property
     def sources(self) -> list[str]:
-        return [self.node] + self.extra_nodes
+        return [self.node, *self.extra_nodes]
 
     @property
     def display_name(self) -> str:

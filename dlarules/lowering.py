@@ -34,16 +34,46 @@ PARSER_DEFAULTS: dict[str, Any] = {
 _FLT_MAX = 3.4028234663852886e38
 
 
+class LayerIndex:
+    """Who produces and who reads each tensor of the network (built once, shared by rules and partition)."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        self.producer: dict[str, Layer] = {}
+        self.users: dict[str, list[Layer]] = {}
+        for layer in layers:
+            for t in layer.outputs:
+                self.producer[t.name] = layer
+            for t in layer.inputs:
+                u = self.users.get(t.name)
+                if u is None:
+                    self.users[t.name] = [layer]
+                else:
+                    u.append(layer)
+
+    def producer_of(self, layer: Layer, k: int) -> Layer | None:
+        return self.producer.get(layer.inputs[k].name) if k < len(layer.inputs) else None
+
+    def consumers_of(self, layer: Layer) -> list[Layer]:
+        return [u for t in layer.outputs for u in self.users.get(t.name, ())]
+
+
 @dataclass
 class LayerGraph:
-    """The network TensorRT builds: layers in network order. `nodes_without_layers` are ONNX nodes that
-    became no layer (folded constants, no-ops)."""
+    """The network TensorRT builds: layers in network order. `folded_nodes` and `noop_nodes` are ONNX nodes
+    that became no layer (build-time constants, no-ops)."""
 
     graph: Graph
     layers: list[Layer]
     folded_nodes: list[str]
     noop_nodes: list[str]
     features: Mapping[str, Any]
+    _index: LayerIndex | None = None
+
+    @property
+    def index(self) -> LayerIndex:
+        if self._index is None:
+            self._index = LayerIndex(self.layers)
+        return self._index
 
 
 class Lowerer:
@@ -727,17 +757,17 @@ def lower_resize(lw: Lowerer) -> None:
     if node.op == "Upsample" and "scales" in node.attrs:
         scales, source = [float(s) for s in node.attrs["scales"]], "scales"
     elif scales_t is not None and (scales_t.shape is None or _numel_or0(scales_t.shape) > 0):
-        source = "scales" if scales_t.weights else "runtime"
+        source = "scales" if scales_t.weights else "runtime-scales"
         v = scales_t.value() if scales_t.const else None
         scales = [float(s) for s in np.asarray(v).reshape(-1)] if v is not None else []
     elif sizes_t is not None:
-        source = ("output_dims" if lw.features["resize_sizes"] == "output_dims" and sizes_t.weights
-                  else "sizes_shape_tensor")
+        source = ("output-dims" if lw.features["resize_sizes"] == "output_dims" and sizes_t.weights
+                  else "sizes-tensor")
         v = sizes_t.value() if sizes_t.const else None
         if v is not None and _static(x.shape):
             scales = [float(o) / float(i) for o, i in zip(_ints(v), x.shape)]
     else:
-        source = "runtime"
+        source = "runtime-scales"
     if not scales and _static(x.shape) and _static(y.shape) and len(x.shape) == len(y.shape):
         scales = [float(o) / float(i) for o, i in zip(y.shape, x.shape)]
     attrs = {"mode": mode, "coord": coord, "rounding": rounding, "selector": selector, "size_source": source,
@@ -990,11 +1020,14 @@ def _rewire(layers: list[Layer], old: str, new: Tensor) -> None:
 
 
 def _drop_noop_identities(layers: list[Layer], graph: Graph) -> list[Layer]:
+    if not any(layer.kind == "IDENTITY" for layer in layers):
+        return layers
     outputs = set(graph.outputs)
     keep: list[Layer] = []
     alias: dict[str, Tensor] = {}
     for layer in layers:
-        layer.inputs = [alias.get(t.name, t) for t in layer.inputs]
+        if alias:
+            layer.inputs = [alias.get(t.name, t) for t in layer.inputs]
         if (layer.kind == "IDENTITY" and layer.inputs and layer.outputs[0].name not in outputs
                 and (layer.inputs[0].dtype == layer.outputs[0].dtype or layer.outputs[0].dtype is None)):
             alias[layer.outputs[0].name] = layer.inputs[0]
@@ -1004,12 +1037,12 @@ def _drop_noop_identities(layers: list[Layer], graph: Graph) -> list[Layer]:
 
 
 def _fuse_shuffles(layers: list[Layer], graph: Graph) -> list[Layer]:
+    if not any(layer.kind == "SHUFFLE" for layer in layers):
+        return layers
     outputs = set(graph.outputs)
     cons = _consumers(layers)
     removed: set[int] = set()
-    alias: dict[str, Tensor] = {}
     for layer in layers:
-        layer.inputs = [alias.get(t.name, t) for t in layer.inputs]
         if id(layer) in removed or layer.kind != "SHUFFLE":
             continue
         out = layer.outputs[0]
@@ -1022,9 +1055,10 @@ def _fuse_shuffles(layers: list[Layer], graph: Graph) -> list[Layer]:
             layer.outputs = second.outputs
     kept = [lay for lay in layers if id(lay) not in removed]
     final: list[Layer] = []
-    alias = {}
+    alias: dict[str, Tensor] = {}
     for layer in kept:
-        layer.inputs = [alias.get(t.name, t) for t in layer.inputs]
+        if alias:
+            layer.inputs = [alias.get(t.name, t) for t in layer.inputs]
         if layer.kind == "SHUFFLE" and _is_noop_shuffle(layer) and layer.outputs[0].name not in outputs:
             alias[layer.outputs[0].name] = layer.inputs[0]
             continue
@@ -1034,8 +1068,8 @@ def _fuse_shuffles(layers: list[Layer], graph: Graph) -> list[Layer]:
 
 def _merge_shuffle(first: Layer, second: Layer) -> None:
     a, b = first.attrs, second.attrs
-    first.parts = (first.parts or [first.display_name]) + (second.parts or [second.display_name])
-    first.extra_nodes = first.extra_nodes + [n for n in second.sources if n not in first.sources]
+    first.parts = (first.parts or (first.display_name,)) + (second.parts or (second.display_name,))
+    first.extra_nodes = first.extra_nodes + tuple(n for n in second.sources if n not in first.sources)
     if first.named or second.named:
         first.name = " + ".join(first.parts)
         first.named = True
@@ -1060,8 +1094,13 @@ def _drop_dead(layers: list[Layer], graph: Graph) -> list[Layer]:
     needed = set(graph.outputs)
     keep: list[Layer] = []
     for layer in reversed(layers):
-        if any(t.name in needed for t in layer.outputs):
-            keep.append(layer)
-            needed.update(t.name for t in layer.inputs)
+        for t in layer.outputs:
+            if t.name in needed:
+                keep.append(layer)
+                for i in layer.inputs:
+                    needed.add(i.name)
+                break
+    if len(keep) == len(layers):
+        return layers
     keep.reverse()
     return keep

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import string
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from .layers import CONTEXT_FIELDS, KINDS, Layer, attr_type, enum_values
@@ -38,26 +37,69 @@ class ConditionError(ValueError):
         self.problem = problem
 
 
-@dataclass
 class Context:
-    """What a condition can see of one layer."""
+    """What a condition can see of one layer: its attributes, context fields (computed on first use, since
+    most layers pass every rule without needing them), and its neighbours."""
 
-    layer: Layer
-    fields: dict[str, Any]
-    producers: Callable[[Layer, int], Layer | None]
-    consumers: Callable[[Layer], list[Layer]]
+    __slots__ = ("layer", "_fields", "_make_fields", "producers", "consumers", "memo")
+
+    def __init__(self, layer: Layer, make_fields: Callable[[Layer], dict[str, Any]],
+                 producers: Callable[[Layer, int], Layer | None], consumers: Callable[[Layer], list[Layer]],
+                 memo: dict | None = None) -> None:
+        self.layer = layer
+        self._fields: dict[str, Any] | None = None
+        self._make_fields = make_fields
+        self.producers = producers
+        self.consumers = consumers
+        # Tensor tests depend only on the tensor; a tensor is read by several layers and rules, so one
+        # evaluation shares the results (keyed by test and tensor).
+        self.memo = memo if memo is not None else {}
 
     def get(self, name: str) -> Any:
         attrs = self.layer.attrs
         if name in attrs:
             return attrs[name]
-        return self.fields.get(name)
+        if self._fields is None:
+            self._fields = self._make_fields(self.layer)
+        return self._fields.get(name)
 
 
 Pred = Callable[[Context], bool]
 
 
 # ---------------------------------------------------------------------------------------------- value tests
+
+def _conj(checks: list[Callable[[Any, Context], bool]]) -> Callable[[Any, Context], bool]:
+    """One predicate from several; specialised because rules run once per layer and per rule."""
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        a, b = checks
+        return lambda v, c: a(v, c) and b(v, c)
+    return lambda v, c: all(f(v, c) for f in checks)
+
+
+def _range_check(lo: float | None, hi: float | None) -> Callable[[Any, Context], bool]:
+    def check(v: Any, c: Context) -> bool:
+        cls = v.__class__
+        if cls is not int and cls is not float:
+            v = _num(v)
+            if v is None:
+                return False
+        return (lo is None or v >= lo) and (hi is None or v <= hi)
+    return check
+
+
+def _each(f: Callable[[Any, Context], bool]) -> Callable[[Any, Context], bool]:
+    def check(v: Any, c: Context) -> bool:
+        if v.__class__ is not list and v.__class__ is not tuple:
+            return False
+        for x in v:
+            if not f(x, c):
+                return False
+        return True
+    return check
+
 
 def _compile_tests(spec: Mapping[str, Any], path: str, type_code: str | None, allow: Iterable[str] = TEST_KEYS) -> Callable[[Any, Context], bool]:
     if not isinstance(spec, Mapping) or not spec:
@@ -83,8 +125,13 @@ def _compile_tests(spec: Mapping[str, Any], path: str, type_code: str | None, al
         elif key in ("min", "max"):
             if not isinstance(arg, (int, float)) or isinstance(arg, bool):
                 raise ConditionError(p, "expected a number")
-            checks.append((lambda a: lambda v, c: _num(v) is not None and _num(v) >= a)(arg) if key == "min"
-                          else (lambda a: lambda v, c: _num(v) is not None and _num(v) <= a)(arg))
+            if key == "max" and "min" in spec:
+                continue  # folded into the min check below
+            lo = arg if key == "min" else None
+            hi = spec.get("max") if key == "min" else arg
+            if hi is not None and (not isinstance(hi, (int, float)) or isinstance(hi, bool)):
+                raise ConditionError(f"{path}.max", "expected a number")
+            checks.append(_range_check(lo, hi))
         elif key == "integer":
             if not isinstance(arg, bool):
                 raise ConditionError(p, "expected true or false")
@@ -94,14 +141,14 @@ def _compile_tests(spec: Mapping[str, Any], path: str, type_code: str | None, al
                 raise ConditionError(p, f"`{key}` needs a list attribute, not {type_code}")
             inner = _compile_tests(arg, p, None, tuple(k for k in TEST_KEYS if k not in ("each", "lt_attr", "le_attr", "eq_attr")))
             if key == "each":
-                checks.append((lambda f: lambda v, c: isinstance(v, (list, tuple)) and all(f(x, c) for x in v))(inner))
+                checks.append(_each(inner))
             else:
                 checks.append((lambda f: lambda v, c: isinstance(v, (list, tuple)) and f(len(v), c))(inner))
         elif key in ("lt_attr", "le_attr", "eq_attr"):
             if not isinstance(arg, str):
                 raise ConditionError(p, "expected an attribute name")
             checks.append((lambda other, how: lambda v, c: _pairwise(v, c.get(other), how))(arg, key[:2]))
-    return lambda v, c: all(f(v, c) for f in checks)
+    return _conj(checks)
 
 
 def _check_enum(value: Any, enum: list[str] | None, path: str) -> None:
@@ -136,28 +183,46 @@ def _pairwise(a: Any, b: Any, how: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------- tensors
 
-def _tensor_value(test: str, t: Any) -> Any:
+def _batch(t: Any) -> int | None:
     shape = t.shape
-    if test == "rank":
-        return None if shape is None else len(shape)
-    if test == "dims":
-        return None if shape is None else list(shape)
-    if test == "nonbatch_dims":
-        return None if shape is None else list(shape[1:])
-    if test == "batch":
-        if shape is None or any(not isinstance(d, int) for d in shape):
-            return None
-        return math.prod(shape[:-3]) if len(shape) > 3 else 1
-    if test == "dtype":
-        return t.dtype
-    if test == "const":
-        return bool(t.const)
-    if test == "static":
-        return t.static
-    if test == "uniform":
-        v = t.value() if t.const else None
-        return v is not None and v.size > 0 and bool((v == v.reshape(-1)[0]).all())
-    raise KeyError(test)
+    if shape is None or any(d.__class__ is not int for d in shape):
+        return None
+    return math.prod(shape[:-3]) if len(shape) > 3 else 1
+
+
+def _uniform(t: Any) -> bool:
+    v = t.value() if t.const else None
+    return v is not None and v.size > 0 and bool((v == v.reshape(-1)[0]).all())
+
+
+# tensor test -> how to read it off a tensor (None = unknown, not judged)
+_TENSOR_GET: dict[str, Callable[[Any], Any]] = {
+    "rank": lambda t: None if t.shape is None else len(t.shape),
+    "dims": lambda t: t.shape,
+    "nonbatch_dims": lambda t: None if t.shape is None else t.shape[1:],
+    "batch": _batch,
+    "dtype": lambda t: t.dtype,
+    "const": lambda t: bool(t.const),
+    "static": lambda t: t.static,
+    "uniform": _uniform,
+}
+
+
+def _dims_check(f: Callable[[Any, Context], bool]) -> Callable[[Any, Context], bool]:
+    # Unknown (symbolic) dims are not judged here: GEN-STATIC-SHAPE reports them.
+    def check(v: Any, c: Context) -> bool:
+        if v is None:
+            return True
+        for x in v:
+            if x.__class__ is int and not f(x, c):
+                return False
+        return True
+    return check
+
+
+def _known(f: Callable[[Any, Context], bool]) -> Callable[[Any, Context], bool]:
+    # An unknown rank/batch/dtype cannot be judged; other rules report the unknown shape.
+    return lambda v, c: v is None or f(v, c)
 
 
 def _compile_tensor(spec: Mapping[str, Any], path: str, side: str) -> Pred:
@@ -167,7 +232,7 @@ def _compile_tensor(spec: Mapping[str, Any], path: str, side: str) -> Pred:
         raise ConditionError(f"{path}.quantifier", "expected all or any")
     if not (isinstance(sel, int) and not isinstance(sel, bool)) and sel not in ("all", "data", "const"):
         raise ConditionError(f"{path}.{side}", "expected an index, all, data or const")
-    tests: list[tuple[str, Callable[[Any, Context], bool]]] = []
+    tests: list[tuple[Callable[[Any], Any], Callable[[Any, Context], bool]]] = []
     for key, arg in spec.items():
         if key in (side, "quantifier"):
             continue
@@ -177,34 +242,45 @@ def _compile_tensor(spec: Mapping[str, Any], path: str, side: str) -> Pred:
         if key in ("const", "static", "uniform"):
             if not isinstance(arg, bool):
                 raise ConditionError(p, "expected true or false")
-            tests.append((key, (lambda a: lambda v, c: v == a)(arg)))
+            check = (lambda a: lambda v, c: v == a)(arg)
         elif key in ("dims", "nonbatch_dims"):
-            # Unknown (symbolic) dims are not judged here: GEN-STATIC-SHAPE reports them.
-            inner = _compile_tests(arg, p, None, ("min", "max", "in", "not_in", "eq", "ne", "integer"))
-            tests.append((key, (lambda f: lambda v, c: v is None or all(f(x, c) for x in v if isinstance(x, int)))(inner)))
+            check = _dims_check(_compile_tests(arg, p, None, ("min", "max", "in", "not_in", "eq", "ne", "integer")))
         else:
-            inner = _compile_tests(arg, p, "str" if key == "dtype" else "int")
-            # An unknown rank/batch/dtype cannot be judged; other rules report the unknown shape.
-            tests.append((key, (lambda f: lambda v, c: v is None or f(v, c))(inner)))
+            check = _known(_compile_tests(arg, p, "str" if key == "dtype" else "int"))
+        tests.append((_TENSOR_GET[key], check))
     if not tests:
         raise ConditionError(path, f"`{side}` needs at least one tensor test ({', '.join(TENSOR_TESTS)})")
+    outputs = side == "output"
+    any_q = quant == "any"
+    token = object()  # this test's identity in the shared memo
+    if len(tests) == 1:
+        get1, check1 = tests[0]
+        one = lambda t: check1(get1(t), None)  # noqa: E731
+    else:
+        one = lambda t: all(check(get(t), None) for get, check in tests)  # noqa: E731
 
-    def select(ctx: Context) -> list[Any]:
-        ts = ctx.layer.inputs if side == "input" else ctx.layer.outputs
-        if isinstance(sel, int):
-            return [ts[sel]] if sel < len(ts) else []
+    def chosen(ts: list[Any]) -> list[Any]:
+        if sel.__class__ is int:
+            return ts[sel:sel + 1]
         if sel == "data":
             return [t for t in ts if not t.const]
         if sel == "const":
             return [t for t in ts if t.const]
-        return list(ts)
+        return ts
 
-    def one(t: Any, ctx: Context) -> bool:
-        return all(f(_tensor_value(k, t), ctx) for k, f in tests)
-
-    if quant == "any":
-        return lambda ctx: any(one(t, ctx) for t in select(ctx))
-    return lambda ctx: all(one(t, ctx) for t in select(ctx))
+    def pred(ctx: Context) -> bool:
+        # Tensor tests depend only on the tensor: results are shared through the evaluation's memo.
+        memo = ctx.memo.get(token)
+        if memo is None:
+            memo = ctx.memo[token] = {}
+        for t in chosen(ctx.layer.outputs if outputs else ctx.layer.inputs):
+            ok = memo.get(id(t))
+            if ok is None:
+                ok = memo[id(t)] = one(t)
+            if ok is any_q:
+                return ok
+        return not any_q  # all: vacuously true; any: nothing matched
+    return pred
 
 
 # ---------------------------------------------------------------------------------------------- compile
@@ -229,6 +305,11 @@ def compile_condition(spec: Any, kinds: list[str] | None, path: str = "") -> Pre
         if not isinstance(items, list) or not items or len(spec) != 1:
             raise ConditionError(p, "expected a non-empty list of conditions (and nothing beside it)")
         preds = [compile_condition(c, kinds, f"{p}[{i}]") for i, c in enumerate(items)]
+        if len(preds) == 1:
+            return preds[0]
+        if len(preds) == 2:
+            a, b = preds
+            return (lambda ctx: a(ctx) and b(ctx)) if subject == "all" else (lambda ctx: a(ctx) or b(ctx))
         return (lambda ps: lambda ctx: all(f(ctx) for f in ps))(preds) if subject == "all" else \
             (lambda ps: lambda ctx: any(f(ctx) for f in ps))(preds)
     if subject == "not":

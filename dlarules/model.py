@@ -52,6 +52,7 @@ class Tensor:
     weights: bool = False       # an initializer or Constant output: what TensorRT's parser takes as weights
     _value: Any = None          # np.ndarray, or a TensorProto still to decode, or None
     _value_known: bool = False
+    _static: bool | None = None  # cache; shapes are final once the graph is loaded
 
     @property
     def rank(self) -> int | None:
@@ -59,17 +60,22 @@ class Tensor:
 
     @property
     def static(self) -> bool:
-        return self.shape is not None and all(isinstance(d, int) and d >= 0 for d in self.shape)
+        s = self._static
+        if s is None:
+            shape = self.shape
+            s = shape is not None and all(d.__class__ is int and d >= 0 for d in shape)
+            self._static = s
+        return s
 
     def value(self) -> np.ndarray | None:
         """The constant's value, decoded on first use (weights are not read unless a rule needs them)."""
         v = self._value
-        if isinstance(v, LazyInitializer):
-            v = v.decode()
+        if v is not None and not isinstance(v, np.ndarray):
+            v = v.decode()  # LazyInitializer or folding.LazyFold
             self._value = v
         return v if isinstance(v, np.ndarray) else None
 
-    def set_value(self, v: "np.ndarray | LazyInitializer | None") -> None:
+    def set_value(self, v: Any) -> None:
         self._value = v
         self._value_known = v is not None
 
@@ -96,8 +102,6 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     folded: set[int] = field(default_factory=set)
-    producer: dict[str, int] = field(default_factory=dict)
-    consumers: dict[str, list[int]] = field(default_factory=dict)
     model: onnx.ModelProto | None = None
     base_dir: str | None = None
 
@@ -195,22 +199,28 @@ def _attr_value(a: AttributeProto) -> Any:
     return onnx.helper.get_attribute_value(a)
 
 
-def _shape_of(type_proto: onnx.TypeProto) -> tuple[Shape | None, str | None]:
-    if not type_proto.HasField("tensor_type"):
+def _shape_of(type_proto: onnx.TypeProto, cache: dict[bytes, Shape] | None = None) -> tuple[Shape | None, str | None]:
+    # Hot (once per tensor). Reading dims one by one is the costly part, and networks repeat a few shapes,
+    # so shapes are cached by their serialized bytes (one C call).
+    if type_proto.WhichOneof("value") != "tensor_type":
         return None, None
     tt = type_proto.tensor_type
-    dtype = dtype_name(tt.elem_type) if tt.elem_type else None
+    elem = tt.elem_type
+    dtype = _DTYPE_NAMES.get(elem, f"type{elem}") if elem else None
     if not tt.HasField("shape"):
         return None, dtype
-    dims: list[Dim] = []
-    for d in tt.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(d.dim_value if d.dim_value > 0 else "?")
-        elif d.HasField("dim_param"):
-            dims.append(d.dim_param or "?")
-        else:
-            dims.append("?")
-    return tuple(dims), dtype
+    shape_proto = tt.shape
+    if cache is None:
+        return _dims(shape_proto), dtype
+    key = shape_proto.SerializeToString()
+    shape = cache.get(key)
+    if shape is None:
+        shape = cache[key] = _dims(shape_proto)
+    return shape, dtype
+
+
+def _dims(shape_proto: onnx.TensorShapeProto) -> Shape:
+    return tuple(v if (v := d.dim_value) > 0 else (d.dim_param or "?") for d in shape_proto.dim)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -248,8 +258,12 @@ def _apply_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[in
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model without large weights, for fast shape inference (dims are all inference needs of them)."""
+    if model.ir_version >= 4 and all(i.data_location != TensorProto.EXTERNAL and i.ByteSize() <= _SKELETON_MAX_BYTES
+                                     for i in model.graph.initializer):
+        return model  # nothing to strip: no copy
     sk = onnx.ModelProto()
-    sk.ir_version = model.ir_version
+    # IR < 4 needs initializers listed as inputs; the skeleton drops that listing, so it claims IR 4.
+    sk.ir_version = max(model.ir_version, 4)
     sk.opset_import.extend(model.opset_import)
     g, src = sk.graph, model.graph
     g.node.extend(src.node)
@@ -331,10 +345,11 @@ def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
         inputs.append(vi.name)
     nodes = []
     for i, n in enumerate(g.node):
-        outs = list(n.output)
+        outs = n.output[:]
         name = n.name or f"node_of_{outs[0] if outs else i}"
-        nodes.append(Node(i, name, n.op_type, n.domain, list(n.input), outs,
-                          {a.name: _attr_value(a) for a in n.attribute}))
+        attrs = n.attribute
+        nodes.append(Node(i, name, n.op_type, n.domain, n.input[:], outs,
+                          {a.name: _attr_value(a) for a in attrs} if attrs else {}))
     graph = Graph(path, _default_opset(model), nodes, tensors, inputs, [o.name for o in g.output],
                   model=model, base_dir=base)
     for o in g.output:
@@ -347,24 +362,21 @@ def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
 def _finish(graph: Graph, model: onnx.ModelProto) -> None:
     inferred = _infer(model, graph.path)
     tensors = graph.tensors
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
-        t = tensors.get(vi.name)
-        if t is not None and t.const:
-            continue
-        shape, dtype = _shape_of(vi.type)
-        if t is None:
-            tensors[vi.name] = Tensor(vi.name, shape, dtype)
-        else:
-            if shape is not None:
-                t.shape = shape
-            if dtype is not None:
-                t.dtype = dtype
-    producer, consumers = graph.producer, graph.consumers
-    for n in graph.nodes:
-        for o in n.outputs:
-            if o:
-                producer[o] = n.index
-        for i in n.inputs:
-            if i:
-                consumers.setdefault(i, []).append(n.index)
+    cache: dict[bytes, Shape] = {}
+    for infos in (inferred.graph.value_info, inferred.graph.output):
+        for vi in infos:
+            name = vi.name
+            t = tensors.get(name)
+            if t is not None and t.const:
+                continue
+            shape, dtype = _shape_of(vi.type, cache)
+            if t is None:
+                tensors[name] = Tensor(name, shape, dtype)
+            else:
+                if shape is not None:
+                    t.shape = shape
+                if dtype is not None:
+                    t.dtype = dtype
     folding.fold(graph)
+    for t in tensors.values():
+        t._static = None  # shapes changed while loading; recompute on first use

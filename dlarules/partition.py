@@ -15,6 +15,7 @@ from typing import Any
 
 from .checker import LayerVerdict
 from .layers import Layer
+from .lowering import LayerIndex
 
 
 @dataclass
@@ -54,12 +55,8 @@ class Placement:
         }
 
 
-def _phases(layers: list[Layer], on_dla: dict[int, bool]) -> dict[int, int]:
+def _phases(layers: list[Layer], on_dla: dict[int, bool], consumers: dict[str, list[Layer]]) -> dict[int, int]:
     """For each DLA layer, the number of DLA->GPU->DLA crossings on the longest path to an output."""
-    consumers: dict[str, list[Layer]] = {}
-    for layer in layers:
-        for t in layer.inputs:
-            consumers.setdefault(t.name, []).append(layer)
     rank: dict[int, int] = {}
     for layer in reversed(layers):  # network order is topological, so consumers are ranked first
         best = 0
@@ -76,10 +73,12 @@ def _phases(layers: list[Layer], on_dla: dict[int, bool]) -> dict[int, int]:
     return {i: r for i, r in rank.items() if on_dla[i]}
 
 
-def predict(layers: list[Layer], verdicts: list[LayerVerdict], loadable_limit: int) -> Placement:
+def predict(layers: list[Layer], verdicts: list[LayerVerdict], loadable_limit: int,
+            index: LayerIndex | None = None) -> Placement:
+    index = index or LayerIndex(layers)
     on_dla = {v.index: v.on_dla for v in verdicts}
     names = {v.index: v.name for v in verdicts}
-    phase = _phases(layers, on_dla)
+    phase = _phases(layers, on_dla, index.users)
     groups: dict[int, list[int]] = {}
     for layer in layers:
         if layer.index in phase:
@@ -97,16 +96,13 @@ def predict(layers: list[Layer], verdicts: list[LayerVerdict], loadable_limit: i
     for layer in layers:
         device.setdefault(layer.index, "GPU")
     gpu = [layer.index for layer in layers if device[layer.index] == "GPU"]
-    return Placement(subgraphs, gpu, count_transitions(layers, device), loadable_limit, exceeded, device)
+    return Placement(subgraphs, gpu, count_transitions(layers, device, index.producer), loadable_limit, exceeded,
+                     device)
 
 
-def count_transitions(layers: list[Layer], device: dict[int, str]) -> int:
+def count_transitions(layers: list[Layer], device: dict[int, str], producer: dict[str, Layer]) -> int:
     """Tensors copied between devices: each (tensor, consuming partition) pair whose producer sits in another
     partition and at least one side is a DLA subgraph. Constants are weights, not runtime copies."""
-    producer: dict[str, Layer] = {}
-    for layer in layers:
-        for t in layer.outputs:
-            producer[t.name] = layer
     seen: set[tuple[str, str]] = set()
     for layer in layers:
         dst = device[layer.index]

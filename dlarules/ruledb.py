@@ -242,23 +242,39 @@ class RawDB:
 
 
 def _rule_files(d: Path) -> list[Path]:
+    if d.is_file():
+        return [d]
     return sorted(p for p in d.glob("*.yaml") if p.name != RELEASES_FILE)
+
+
+def _read_or_problem(path: Path, problems: list[Problem]) -> Any:
+    try:
+        return _read_yaml(path)
+    except RulesError as exc:
+        where = exc.source or str(path)
+        file, _, line = where.rpartition(":")
+        if not line.isdigit():
+            file, line = where, "1"
+        problems.append(Problem(file, int(line), "", exc.problem))
+        return None
 
 
 def _read_dir(d: Path, is_base: bool) -> tuple[dict[str, Any] | None, list[dict], list[Problem]]:
     problems: list[Problem] = []
     meta = None
     rel = d / RELEASES_FILE
-    if rel.is_file():
-        meta = _read_yaml(rel)
-        problems += _schema_problems(meta, "releases.schema.json", rel)
+    if d.is_dir() and rel.is_file():
+        meta = _read_or_problem(rel, problems)
+        if meta is not None:
+            problems += _schema_problems(meta, "releases.schema.json", rel)
     elif is_base:
         problems.append(Problem(str(rel), 1, "", "missing: the base rules directory needs releases.yaml"))
     rules: list[dict] = []
     for f in _rule_files(d):
-        data = _read_yaml(f)
-        file_problems = _schema_problems(data, "rules.schema.json", f)
-        problems += file_problems
+        data = _read_or_problem(f, problems)
+        if data is None:
+            continue
+        problems += _schema_problems(data, "rules.schema.json", f)
         if isinstance(data, dict) and isinstance(data.get("rules"), list):
             for r in data["rules"]:
                 if isinstance(r, dict):
@@ -321,7 +337,7 @@ def _read_uncached(dirs: list[Path]) -> RawDB:
     by_id: dict[str, list[dict]] = {}
     order: list[str] = []
     for i, d in enumerate(dirs):
-        if not d.is_dir():
+        if not d.exists():
             raise RulesError(d, "rules directory not found")
         m, rules, probs = _read_dir(d, is_base=i == 0)
         problems += probs

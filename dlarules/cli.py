@@ -1,0 +1,145 @@
+"""The `dlarules` command line: thin wrappers over dlarules.api. Bad input is one line and exit code 2."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import DlarulesError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Will this ONNX model run on NVIDIA's DLA, and if not, what exactly must change?")
+rules_app = typer.Typer(no_args_is_help=True, help="Inspect, validate and export the rule database.")
+app.add_typer(rules_app, name="rules")
+
+TargetOpt = typer.Option("orin", "--target", "-t", help="Hardware: xavier or orin.")
+TrtOpt = typer.Option(None, "--trt", help="TensorRT version (default: the hardware's default release).")
+JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --trt, e.g. 5.1.1.")
+PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive.")
+PrecisionOpt = typer.Option(None, "--precision", help="fp16 (default) or int8.")
+RulesOpt = typer.Option(None, "--rules", help="Extra rule directory layered on the packaged DB (repeatable).")
+ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1x3x640x640 (repeatable).")
+
+
+def _version_cb(value: bool) -> None:
+    if value:
+        from .api import load_db
+        try:
+            db_version = load_db().version
+        except DlarulesError as exc:
+            db_version = f"unavailable ({exc.line()})"
+        typer.echo(f"dlarules {__version__} (rule DB {db_version})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True,
+                                       help="Show the package and rule DB versions.")) -> None:
+    pass
+
+
+def _db(rules: Optional[List[Path]]):
+    from .api import load_db
+    return load_db([str(p) for p in rules or []])
+
+
+def _write(text: str, output: Optional[Path]) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from .atomic import write_text_atomic
+    write_text_atomic(output, text)
+
+
+@app.command()
+def check(
+    model: Path = typer.Argument(..., help="The ONNX model."),
+    target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    show_all: bool = typer.Option(False, "--all", help="List every node, not only the fallbacks."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+) -> None:
+    """Which layers of MODEL run on DLA, which fall back to the GPU and why. Exit 0: all on DLA; 1: fallbacks."""
+    from .api import check as run_check
+    from .model import parse_input_shapes
+    if fmt not in ("text", "json"):
+        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+    db = _db(rules)
+    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
+                       precision=precision, input_shapes=parse_input_shapes(input_shape))
+    if fmt == "json":
+        _write(json.dumps(report.to_dict(), indent=2) + "\n", output)
+    else:
+        from .report.text import render
+        _write(render(report, show_all=show_all), output)
+    raise typer.Exit(report.exit_code)
+
+
+@rules_app.command("validate")
+def rules_validate(
+    path: Optional[Path] = typer.Argument(None, help="A rules directory or file (default: the packaged DB)."),
+    fixtures: bool = typer.Option(False, "--fixtures", help="Also build and check every rule's fixtures."),
+) -> None:
+    """Schema and semantic checks; prints `file:line: rule-id: problem`, exit 1 on problems."""
+    from .ruledb import RuleDB, packaged_rules_dir
+    if path is not None and not path.exists():
+        raise DlarulesError(path, "no such file or directory")
+    base = packaged_rules_dir()
+    if path is None or path.resolve() == base.resolve():
+        db = RuleDB.load(base=base, strict=False, use_cache=False)
+    elif path.is_dir() and (path / "releases.yaml").is_file():
+        db = RuleDB.load(base=path, strict=False, use_cache=False)
+    else:
+        db = RuleDB.load([path], strict=False, use_cache=False)
+    problems = list(db.problems)
+    if fixtures and not problems:
+        from .fixtures import fixture_problems
+        problems += fixture_problems(db)
+    for p in problems:
+        typer.echo(str(p))
+    n = len(db.rules)
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {n} rule entries", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {n} rule entries ({len(db.ids)} rule IDs), {len(db.releases)} releases, rule DB {db.version}")
+
+
+def main() -> None:
+    """Entry point: one line on stderr and exit 2 for anything the user can fix; never a traceback."""
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except DlarulesError as exc:
+        typer.echo(f"dlarules: error: {exc.line()}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("dlarules: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # usage errors and internal errors: still one line
+        # click (vendored by newer typer releases) usage errors carry format_message()
+        fmt = getattr(exc, "format_message", None)
+        if callable(fmt):
+            typer.echo(f"dlarules: error: {fmt()}", err=True)
+            sys.exit(2)
+        if type(exc).__name__ == "Abort":
+            sys.exit(130)
+        if os.environ.get("DLARULES_DEBUG"):
+            raise
+        typer.echo(f"dlarules: internal error: {type(exc).__name__}: {exc} (set DLARULES_DEBUG=1 for a traceback)",
+                   err=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Plain-text rendering of a check report: fallbacks grouped by rule, the placement, a summary; every node with
+`show_all`. Deterministic (golden-file tested), no colors."""
+from __future__ import annotations
+
+from ..api import Report
+
+MAX_PER_RULE = 12
+
+
+def render(report: Report, show_all: bool = False, db_rules: dict | None = None) -> str:
+    lines: list[str] = []
+    t = report.target
+    s = report.summary
+    lines.append(f"dlarules: {report.model}")
+    lines.append(f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}  (rules {report.db_version})")
+    lines.append(f"{s['nodes']} ONNX nodes -> {s['layers']} TensorRT layers; {s['nodes_folded']} nodes folded at build "
+                 f"time, {s['nodes_without_layer']} without a layer")
+    lines.append("")
+    lines += _fallbacks(report, show_all)
+    lines += _placement(report, show_all)
+    if show_all:
+        lines += _nodes(report)
+    verdict = "everything runs on DLA" if report.exit_code == 0 else "some layers fall back to the GPU"
+    lines.append(f"summary: {s['layers_on_dla']} layers on DLA, {s['layers_on_gpu']} on GPU, "
+                 f"{s['dla_subgraphs']} DLA subgraph(s), {s['transitions']} GPU<->DLA transition(s): {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def _fallbacks(report: Report, show_all: bool) -> list[str]:
+    groups = report.findings_by_rule()
+    if not groups:
+        return ["no rule fires: every layer fits DLA", ""]
+    n_layers = len(report.fallbacks)
+    out = [f"GPU fallbacks by rule ({n_layers} layer(s), {len(groups)} rule(s)):"]
+    for rule_id, items in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        first = items[0][1]
+        fixes = sorted({f.fix for _, f in items if f.fix})
+        fix = f"  fix: {', '.join(fixes)}" if fixes else ""
+        out.append(f"  {rule_id}  [{first.confidence}]  {len(items)} layer(s){fix}")
+        shown = items if show_all else items[:MAX_PER_RULE]
+        for v, f in shown:
+            out.append(f"    {v.kind}: {v.name}")
+            out.append(f"      {f.message}")
+        if len(items) > len(shown):
+            out.append(f"    ... and {len(items) - len(shown)} more (--all lists every node)")
+        out.append(f"    source: {first.source}")
+        if first.hint:
+            out.append(f"    hint: {first.hint}")
+    out.append("")
+    return out
+
+
+def _placement(report: Report, show_all: bool) -> list[str]:
+    p = report.placement
+    by = {v.index: v for v in report.layers}
+    live = [sg for sg in p.subgraphs if not sg.moved_to_gpu]
+    out = [f"predicted placement: {len(live)} DLA subgraph(s) (limit {p.loadable_limit} per DLA core), "
+           f"{len(p.gpu_layers)} GPU layer(s), {p.transitions} GPU<->DLA transition(s)"]
+    for sg in live:
+        out.append(f"  [DlaLayer] {{{sg.name}}}  ({len(sg.layers)} layers)")
+    gpu = p.gpu_layers if show_all else p.gpu_layers[:MAX_PER_RULE * 2]
+    for i in gpu:
+        out.append(f"  [GpuLayer] {by[i].kind}: {by[i].name}")
+    if len(p.gpu_layers) > len(gpu):
+        out.append(f"  ... and {len(p.gpu_layers) - len(gpu)} more GPU layers (--all lists them)")
+    if p.limit_exceeded:
+        moved = [sg for sg in p.subgraphs if sg.moved_to_gpu]
+        out.append(f"  warning: {len(p.subgraphs)} DLA subgraphs exceed the limit of {p.loadable_limit} per DLA core; "
+                   f"TensorRT moves {len(moved)} to the GPU:")
+        for sg in moved:
+            out.append(f"    {sg.name} ({len(sg.layers)} layers)")
+    out.append("")
+    return out
+
+
+def _nodes(report: Report) -> list[str]:
+    by = {v.index: v for v in report.layers}
+    out = ["every node:"]
+    for n in report.nodes:
+        if not n.layers:
+            out.append(f"  {n.index:4d} {n.op} {n.name}: {n.status}")
+            continue
+        for i in n.layers:
+            v = by[i]
+            where = report.placement.device.get(i, "GPU")
+            out.append(f"  {n.index:4d} {n.op} {n.name} -> {v.kind}: {v.name} [{where}]"
+                       + (f"  ({', '.join(f.rule for f in v.findings)})" if v.findings else ""))
+    out.append("")
+    return out

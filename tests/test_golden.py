@@ -1,0 +1,33 @@
+"""Report output is golden-file tested: text and JSON for the shipped example model.
+
+Regenerate after an intended change with DLARULES_UPDATE_GOLDEN=1 and review the diff."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dlarules.api import check
+from dlarules.report.text import render
+
+from conftest import ROOT
+
+GOLDEN = ROOT / "tests" / "golden"
+CASES = [
+    ("dla_demo_orin_8.6.txt", dict(hardware="orin", trt="8.6"), "text"),
+    ("dla_demo_xavier_8.5_all.txt", dict(hardware="xavier", trt="8.5"), "all"),
+    ("dla_demo_orin_10.3_int8.json", dict(hardware="orin", trt="10.3", precision="int8"), "json"),
+]
+
+
+@pytest.mark.parametrize("name,target,fmt", CASES, ids=[c[0] for c in CASES])
+def test_golden(name, target, fmt, db, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    report = check("examples/dla_demo.onnx", db, **target)
+    got = json.dumps(report.to_dict(), indent=2) + "\n" if fmt == "json" else render(report, show_all=fmt == "all")
+    path = GOLDEN / name
+    if os.environ.get("DLARULES_UPDATE_GOLDEN"):
+        path.write_text(got)
+    assert path.exists(), f"missing golden file {path}; run with DLARULES_UPDATE_GOLDEN=1"
+    assert got == path.read_text()
