@@ -84,27 +84,58 @@ def _finding(rule: Rule, ctx: Context) -> Finding:
                    str(rule.raw.get("hint", "")))
 
 
+def _freeze(v: Any) -> Any:
+    return tuple(v) if v.__class__ is list else v
+
+
+def _signature(layer: Layer, neighbors: Any) -> tuple:
+    """Everything the rules of a plan can see of a layer, apart from names: equal signatures, equal verdicts.
+    Constant inputs enter by identity, since rules may read their values."""
+    sig = (layer.kind, layer.op, tuple((k, _freeze(v)) for k, v in layer.attrs.items()),
+           tuple((t.shape, t.dtype, id(t) if t.const else 0) for t in layer.inputs),
+           tuple((t.shape, t.dtype) for t in layer.outputs))
+    if neighbors is not None:
+        sig += (tuple(p.kind if (p := neighbors.producer_of(layer, k)) else "" for k in range(len(layer.inputs))),
+                tuple(sorted(c.kind for c in neighbors.consumers_of(layer))))
+    return sig
+
+
 def evaluate(lg: LayerGraph, ruleset: RuleSet) -> list[LayerVerdict]:
-    """A verdict for every layer of the network."""
+    """A verdict for every layer of the network.
+
+    Networks repeat the same layer many times (same kind, attributes and shapes), so the rules that fail are
+    remembered per layer signature and only the messages are rendered again for each layer."""
     nb = lg.index
     make_fields = lambda layer: _fields(layer, ruleset)  # noqa: E731
     memo: dict = {}  # keyed by ids of tensors that stay alive for the whole call
-    plans: dict[str, list[tuple[Any, Any, Rule]]] = {}
+    plans: dict[str, tuple[list[tuple[Any, Any, Rule]], str]] = {}
+    seen: dict[tuple, list[Rule]] = {}
     producer_of, consumers_of = nb.producer_of, nb.consumers_of
     verdicts = []
     for layer in lg.layers:
-        plan = plans.get(layer.kind)
-        if plan is None:
-            plan = plans[layer.kind] = [(r.when, r.require, r) for r in ruleset.for_kind(layer.kind)]
+        kind = layer.kind
+        entry = plans.get(kind)
+        if entry is None:
+            rules = ruleset.for_kind(kind)
+            mode = ("none" if any(r.uses_identity for r in rules) else
+                    "neighbors" if any(r.uses_neighbors for r in rules) else "plain")
+            entry = plans[kind] = ([(r.when, r.require, r) for r in rules], mode)
+        plan, mode = entry
         ctx = Context(layer, make_fields, producer_of, consumers_of, memo)
-        findings: list[Finding] = []
-        for when, require, rule in plan:
-            if when is not None and not when(ctx):
-                continue
-            if not require(ctx):
-                findings.append(_finding(rule, ctx))
-                if rule.never:
-                    break  # the kind has no DLA implementation: further limits would be noise
-        verdicts.append(LayerVerdict(layer.index, layer.display_name, layer.kind, layer.sources, layer.op,
+        sig = None if mode == "none" else _signature(layer, nb if mode == "neighbors" else None)
+        failed = seen.get(sig) if sig is not None else None
+        if failed is None:
+            failed = []
+            for when, require, rule in plan:
+                if when is not None and not when(ctx):
+                    continue
+                if not require(ctx):
+                    failed.append(rule)
+                    if rule.never:
+                        break  # the kind has no DLA implementation: further limits would be noise
+            if sig is not None:
+                seen[sig] = failed
+        findings = [_finding(rule, ctx) for rule in failed]
+        verdicts.append(LayerVerdict(layer.index, layer.display_name, kind, layer.sources, layer.op,
                                      not findings, findings, layer.origin, layer))
     return verdicts

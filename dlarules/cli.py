@@ -111,6 +111,83 @@ def rules_validate(
     typer.echo(f"ok: {n} rule entries ({len(db.ids)} rule IDs), {len(db.releases)} releases, rule DB {db.version}")
 
 
+@rules_app.command("docs")
+def rules_docs(
+    out: Path = typer.Option(Path("docs"), "--out", help="Where to write the generated pages."),
+    check_only: bool = typer.Option(False, "--check", help="Exit 1 if the pages there are stale; write nothing."),
+    rules: Optional[List[Path]] = RulesOpt,
+) -> None:
+    """Generate the rule pages, the rule x target matrix, the layer catalog and the lowering table."""
+    from . import docs
+    db = _db(rules)
+    files = docs.generated(db)
+    if check_only:
+        stale = [name for name, text in files.items()
+                 if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
+        for name in stale:
+            typer.echo(f"{out / name}: stale (run `dlarules rules docs --out {out}`)")
+        raise typer.Exit(1 if stale else 0)
+    written = docs.write(out, db)
+    typer.echo(f"wrote {len(written)} files under {out}")
+
+
+@rules_app.command("list")
+def rules_list(
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Only rules for this hardware."),
+    trt: Optional[str] = typer.Option(None, "--trt", help="Only rules for this TensorRT release."),
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    layer: Optional[str] = typer.Option(None, "--layer", help="Only rules for this layer kind, e.g. pooling."),
+    rules: Optional[List[Path]] = RulesOpt,
+) -> None:
+    """The rules that hold, one line each: ID, layer, limit, confidence, fix."""
+    from .report.rulepages import _fix_text
+    db = _db(rules)
+    entries = list(db.rules)
+    if target or trt:
+        hw = db.resolve_hardware(target) if target else None
+        hws = [hw] if hw else list(db.hardware)
+        picked = []
+        for h in hws:
+            try:
+                t = db.target(h, trt, platform=platform, precision=precision)
+            except DlarulesError:
+                if hw:
+                    raise
+                continue
+            picked += [r for r in db.select(t).rules if r not in picked]
+        entries = picked
+    if layer:
+        kind = layer.upper()
+        from .layers import KINDS
+        if kind not in KINDS:
+            raise DlarulesError("--layer", f"unknown layer kind {layer!r} (known: {', '.join(KINDS)})")
+        entries = [r for r in entries if r.layers is None or kind in r.layers]
+    for r in entries:
+        layers = ",".join(r.layers) if r.layers else "*"
+        typer.echo(f"{r.id:30s} {layers:22.22s} {r.title}  [{r.confidence}; {r.scope_text()}; "
+                   f"fix: {_fix_text(r.fix).replace('`', '')}]")
+    typer.echo(f"{len(entries)} rule entries", err=True)
+
+
+@rules_app.command("show")
+def rules_show(rule_id: str = typer.Argument(..., help="A rule ID such as POOL-WINDOW."),
+               rules: Optional[List[Path]] = RulesOpt) -> None:
+    """Everything about one rule: condition, message, versions and hardware, source, fixtures, recipe."""
+    from .report.rulepages import rule_page
+    db = _db(rules)
+    rid = rule_id.upper()
+    if not db.by_id(rid):
+        import difflib
+        close = difflib.get_close_matches(rid, db.ids, n=3)
+        raise DlarulesError(rule_id, "no such rule" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    typer.echo(rule_page(db, rid).replace(docs_header(), ""))
+
+
+def docs_header() -> str:
+    from .docs import HEADER
+    return HEADER
+
+
 def main() -> None:
     """Entry point: one line on stderr and exit 2 for anything the user can fix; never a traceback."""
     try:

@@ -87,6 +87,8 @@ class Rule:
     line: int
     raw: dict[str, Any]
     never: bool = False
+    uses_neighbors: bool = False   # reads the producer/consumer layers
+    uses_identity: bool = False    # reads a layer or node name (verdicts cannot be shared between layers)
 
     def applies(self, hardware: str, trt: str, platform: str, precision: str) -> bool:
         return (hardware in self.hardware and self.tensorrt.contains(trt) and platform in self.platforms
@@ -370,6 +372,21 @@ def _read_uncached(dirs: list[Path]) -> RawDB:
     return RawDB([str(d) for d in dirs], meta, list(releases.values()), jetpack, flat, problems)
 
 
+def _mentions(*conds: Any, keys: tuple[str, ...] = (), attrs: tuple[str, ...] = ()) -> bool:
+    """Does a condition use one of these subject keys, or read one of these attributes?"""
+    def walk(c: Any) -> bool:
+        if isinstance(c, dict):
+            if any(k in c for k in keys) or c.get("attr") in attrs:
+                return True
+            if any(c.get(k) in attrs for k in ("lt_attr", "le_attr", "eq_attr")):
+                return True
+            return any(walk(v) for v in c.values())
+        if isinstance(c, list):
+            return any(walk(v) for v in c)
+        return False
+    return any(walk(c) for c in conds)
+
+
 # ---------------------------------------------------------------------------------------------- the DB
 
 class RuleDB:
@@ -482,7 +499,9 @@ class RuleDB:
                     str(r.get("message", "")), Source(str(src.get("doc", "")), str(src.get("section", "")),
                                                       str(src.get("url", "")), str(src.get("quote", ""))),
                     str(r.get("confidence", "unverified")), fix, fixtures, file, line, _strip_lines(r),
-                    never=r.get("require") == {"never": True} and "when" not in r)
+                    never=r.get("require") == {"never": True} and "when" not in r,
+                    uses_neighbors=_mentions(r.get("when"), r.get("require"), keys=("producer", "consumers")),
+                    uses_identity=_mentions(r.get("when"), r.get("require"), attrs=("name", "node")))
 
     def _check_overlaps(self) -> list[Problem]:
         known = [rel.version for rel in self.releases]
