@@ -59,6 +59,45 @@ class Report:
         """Layers that break at least one rule (excluding whole subgraphs moved by the loadable limit)."""
         return [v for v in self.layers if not v.on_dla]
 
+    def on_dla(self, index: int) -> bool:
+        return self.placement.device.get(index, "GPU") != "GPU"
+
+    @property
+    def coverage(self) -> dict[str, float]:
+        """Share of layers and of FLOPs placed on DLA (in %)."""
+        from .flops import layer_flops
+        layers = self.layer_graph.layers if self.layer_graph else []
+        total = sum(layer_flops(x) for x in layers)
+        on = sum(layer_flops(x) for x in layers if self.on_dla(x.index))
+        n = len(self.layers)
+        return {"layers_pct": round(100.0 * sum(1 for v in self.layers if self.on_dla(v.index)) / n, 2) if n else 100.0,
+                "flops_pct": round(100.0 * on / total, 2) if total else 100.0,
+                "flops_total": total, "flops_on_dla": on}
+
+    @property
+    def dla_only(self) -> dict[str, Any]:
+        """Can the whole network run on DLA alone (cuDLA / kDLA_STANDALONE): one loadable, no GPU layer."""
+        blockers = [{"layer": f"{v.kind}: {v.name}", "rules": [f.rule for f in v.findings]
+                     or ["loadable limit: its subgraph moves to the GPU"]} for v in self.gpu_layers]
+        live = [s for s in self.placement.subgraphs if not s.moved_to_gpu]
+        ok = not blockers and len(live) == 1
+        return {"feasible": ok, "blockers": blockers, "dla_subgraphs": len(live)}
+
+    def gates(self, min_dla_coverage: float | None = None, max_dla_subgraphs: int | None = None,
+              dla_only: bool = False) -> list[str]:
+        """The CI gates this report fails (empty: all pass)."""
+        failed = []
+        cov = self.coverage
+        if min_dla_coverage is not None and cov["layers_pct"] < min_dla_coverage:
+            failed.append(f"DLA coverage {cov['layers_pct']:.1f}% of layers is below {min_dla_coverage:g}%")
+        n = self.summary["dla_subgraphs"]
+        if max_dla_subgraphs is not None and n > max_dla_subgraphs:
+            failed.append(f"{n} DLA subgraphs exceed the maximum of {max_dla_subgraphs}")
+        if dla_only and not self.dla_only["feasible"]:
+            failed.append(f"not DLA-only: {len(self.dla_only['blockers'])} layer(s) on the GPU, "
+                          f"{self.dla_only['dla_subgraphs']} DLA subgraph(s)")
+        return failed
+
     @property
     def summary(self) -> dict[str, Any]:
         dla = sum(1 for v in self.layers if self.placement.device.get(v.index, "GPU") != "GPU")
@@ -96,6 +135,8 @@ class Report:
             "target": {"hardware": t.hardware, "tensorrt": t.trt, "release": t.release.version,
                        "platform": t.platform, "precision": t.precision},
             "summary": self.summary,
+            "coverage": self.coverage,
+            "dla_only": self.dla_only,
             "placement": self.placement.to_dict(by),
             "nodes": [n.to_dict(by, self.placement) for n in self.nodes],
         }

@@ -65,8 +65,16 @@ def check(
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     show_all: bool = typer.Option(False, "--all", help="List every node, not only the fallbacks."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+    min_dla_coverage: Optional[float] = typer.Option(None, "--min-dla-coverage",
+                                                     help="Gate: fail unless this % of layers is on DLA."),
+    max_dla_subgraphs: Optional[int] = typer.Option(None, "--max-dla-subgraphs",
+                                                    help="Gate: fail if TensorRT would make more DLA subgraphs."),
+    dla_only: bool = typer.Option(False, "--dla-only", help="Gate: fail unless the whole network fits one DLA "
+                                                            "loadable (cuDLA / standalone)."),
 ) -> None:
-    """Which layers of MODEL run on DLA, which fall back to the GPU and why. Exit 0: all on DLA; 1: fallbacks."""
+    """Which layers of MODEL run on DLA, which fall back to the GPU and why.
+
+    Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input."""
     from .api import check as run_check
     from .model import parse_input_shapes
     if fmt not in ("text", "json"):
@@ -74,12 +82,44 @@ def check(
     db = _db(rules)
     report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
                        precision=precision, input_shapes=parse_input_shapes(input_shape))
+    use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
+    failed = report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else []
     if fmt == "json":
-        _write(json.dumps(report.to_dict(), indent=2) + "\n", output)
+        data = report.to_dict()
+        if use_gates:
+            data["gates"] = failed
+        _write(json.dumps(data, indent=2) + "\n", output)
     else:
         from .report.text import render
-        _write(render(report, show_all=show_all), output)
-    raise typer.Exit(report.exit_code)
+        _write(render(report, show_all=show_all, gates=failed), output)
+    raise typer.Exit((1 if failed else 0) if use_gates else report.exit_code)
+
+
+@app.command()
+def compare(
+    model: Path = typer.Argument(..., help="The ONNX model the log was built from."),
+    log: Path = typer.Option(..., "--log", help="A trtexec / TensorRT builder log with the DLA/GPU layer lists."),
+    target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the comparison here."),
+) -> None:
+    """The prediction next to a real TensorRT build log. Exit 0: full agreement; 1: disagreements."""
+    from .api import check as run_check
+    from .compare import compare as run_compare, render_text
+    from .model import parse_input_shapes
+    from .trtlog import read
+    if fmt not in ("text", "json"):
+        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+    observed = read(log)
+    db = _db(rules)
+    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
+                       precision=precision, input_shapes=parse_input_shapes(input_shape))
+    result = run_compare(report, observed)
+    text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
+    _write(text, output)
+    raise typer.Exit(0 if result.agreed else 1)
 
 
 @rules_app.command("validate")

@@ -360,7 +360,65 @@ def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
 
 
 def _finish(graph: Graph, model: onnx.ModelProto) -> None:
-    inferred = _infer(model, graph.path)
+    _read_shapes(graph, _infer(model, graph.path))
+    folding.fold(graph)
+    if _needs_refinement(graph):
+        _read_shapes(graph, _infer(_with_folded_values(model, graph), graph.path))
+    for t in graph.tensors.values():
+        t._static = None  # shapes changed while loading; recompute on first use
+
+
+def _needs_refinement(graph: Graph) -> bool:
+    """Shape inference could not follow some computed shape (a Reshape fed by Shape->Gather->Concat math)."""
+    tensors = graph.tensors
+    for n in graph.nodes:
+        if n.index in graph.folded:
+            continue
+        for o in n.outputs:
+            t = tensors.get(o)
+            if o and (t is None or t.shape is None or not all(isinstance(d, int) for d in t.shape)):
+                return any(tensors[i].const and not tensors[i].weights and tensors[i]._value_known
+                           for i in n.inputs if i in tensors)
+    return False
+
+
+def _with_folded_values(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
+    """The skeleton with every folded value TensorRT knows at build time given as an initializer, so a second
+    shape inference can follow shapes computed from shapes."""
+    sk = _skeleton(model)
+    if sk is model:  # nothing was stripped: copy, the user's model is not ours to change
+        sk = onnx.ModelProto()
+        sk.CopyFrom(model)
+    known = {i.name for i in sk.graph.initializer}
+    for node in graph.nodes:
+        if node.index not in graph.folded:
+            continue
+        for o in node.outputs:
+            t = graph.tensors.get(o)
+            # only what can decide a shape: small integer tensors and short float vectors (Resize scales)
+            if t is None or not t.const or o in known or not _shape_like(t):
+                continue
+            v = t.value()
+            if v is not None:
+                sk.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(v), o))
+                known.add(o)
+    keep = [n for n in sk.graph.node if not (set(n.output) and set(n.output) <= known)]
+    del sk.graph.node[:]
+    sk.graph.node.extend(keep)
+    sk.ir_version = max(sk.ir_version, 4)
+    return sk
+
+
+def _shape_like(t: Tensor) -> bool:
+    if t.shape is None or not _all_int(t.shape):
+        return t.dtype in ("int64", "int32")
+    n = 1
+    for d in t.shape:
+        n *= d
+    return n <= (4096 if t.dtype in ("int64", "int32") else 16)
+
+
+def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> None:
     tensors = graph.tensors
     cache: dict[bytes, Shape] = {}
     for infos in (inferred.graph.value_info, inferred.graph.output):
@@ -373,10 +431,11 @@ def _finish(graph: Graph, model: onnx.ModelProto) -> None:
             if t is None:
                 tensors[name] = Tensor(name, shape, dtype)
             else:
-                if shape is not None:
+                if shape is not None and (t.shape is None or not _all_int(t.shape) or _all_int(shape)):
                     t.shape = shape
                 if dtype is not None:
                     t.dtype = dtype
-    folding.fold(graph)
-    for t in tensors.values():
-        t._static = None  # shapes changed while loading; recompute on first use
+
+
+def _all_int(shape: Shape) -> bool:
+    return all(isinstance(d, int) for d in shape)

@@ -7,7 +7,7 @@ from ..api import Report
 MAX_PER_RULE = 12
 
 
-def render(report: Report, show_all: bool = False, db_rules: dict | None = None) -> str:
+def render(report: Report, show_all: bool = False, gates: list[str] | None = None) -> str:
     lines: list[str] = []
     t = report.target
     s = report.summary
@@ -20,6 +20,14 @@ def render(report: Report, show_all: bool = False, db_rules: dict | None = None)
     lines += _placement(report, show_all)
     if show_all:
         lines += _nodes(report)
+    cov = report.coverage
+    only = report.dla_only
+    lines.append(f"DLA coverage: {cov['layers_pct']:.1f}% of layers, {cov['flops_pct']:.1f}% of FLOPs; DLA-only "
+                 f"(cuDLA standalone): " + ("yes" if only["feasible"] else
+                                            f"no ({len(only['blockers'])} GPU layer(s), "
+                                            f"{only['dla_subgraphs']} DLA subgraph(s))"))
+    for g in gates or []:
+        lines.append(f"gate failed: {g}")
     verdict = "everything runs on DLA" if report.exit_code == 0 else "some layers fall back to the GPU"
     lines.append(f"summary: {s['layers_on_dla']} layers on DLA, {s['layers_on_gpu']} on GPU, "
                  f"{s['dla_subgraphs']} DLA subgraph(s), {s['transitions']} GPU<->DLA transition(s): {verdict}")

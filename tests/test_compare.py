@@ -1,0 +1,83 @@
+"""The prediction against real TensorRT logs: DDRNet (every name in its log exists in the corpus graph) and
+NVIDIA's DLA tutorial CNN, rebuilt with onnx.helper (tests/tutorial_model.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlarules.api import check
+from dlarules.compare import compare, render_text
+from dlarules import trtlog
+
+import tutorial_model
+from conftest import CORPUS, LOGS, need_shared, run_cli
+
+DDRNET = "ddrnet23_slim_seedlike_1024x2048.onnx"
+
+
+@pytest.fixture(scope="module")
+def ddrnet_graph():
+    need_shared()
+    from dlarules.model import load_graph
+    return load_graph(CORPUS / DDRNET)
+
+
+def test_ddrnet_fp16_lines_up_every_gpu_layer(db, ddrnet_graph):
+    c = compare(check(ddrnet_graph, db, hardware="xavier", trt="8.5"), trtlog.read(LOGS / "ddrnet_before_fix.log"))
+    assert len(c.gpu_rows) == 15 and not c.unmatched_names
+    status = {r.log: r.status for r in c.gpu_rows}
+    # the one disagreement: the 5x5 pool, which only the INT8 pooling rule sends to the GPU
+    assert [k for k, v in status.items() if v != "agreed"] == ["POOLING: /spp/scale1/scale1.0/AveragePool"]
+    row = next(r for r in c.gpu_rows if r.status != "agreed")
+    assert "missing rule" in row.note
+    # fused and unnamed TensorRT layers map back to their ONNX nodes
+    fused = next(r for r in c.gpu_rows if r.log.startswith("SHUFFLE: (Unnamed Layer* 195)"))
+    assert fused.status == "agreed" and "/softmax/Transpose_1" in fused.predicted[0]
+    assert (c.predicted_subgraphs, c.observed_subgraphs) == (5, 5)
+    assert [r.status for r in c.subgraph_rows] == ["agreed", "agreed", "last-only", "agreed", "agreed"]
+    assert c.precision == 1.0 and round(c.recall, 3) == round(14 / 15, 3)
+    assert not c.agreed
+
+
+def test_ddrnet_int8_agrees_completely(db, ddrnet_graph):
+    c = compare(check(ddrnet_graph, db, hardware="xavier", trt="8.5", precision="int8"),
+                trtlog.read(LOGS / "ddrnet_before_fix.log"))
+    assert c.agreed and c.layer_agreement == 1.0 and c.precision == c.recall == 1.0
+    assert all(r.status == "agreed" for r in c.subgraph_rows)
+    assert "agreement: 100.0% of layers" in render_text(c)
+
+
+def test_names_from_another_export_are_reported_unmatched(db, ddrnet_graph):
+    c = compare(check(ddrnet_graph, db, hardware="xavier", trt="8.5"), trtlog.read(LOGS / "ddrnet_after_fix.log"))
+    assert c.unmatched_names == ["(Unnamed Layer* 189) [Shuffle]"]
+    assert any(r.status == "unmatched" for r in c.gpu_rows)
+
+
+@pytest.mark.parametrize("style,log,trt", [
+    ("torch1", "02_jetson-dla-tutorial-model-bn_orin_trtNA.log", "8.4"),
+    ("torch2", "03_jetson-dla-tutorial-model-bn_agx-orin-jp5.1_trt8.5.log", "8.5"),
+])
+def test_dla_tutorial_logs(db, style, log, trt):
+    need_shared()
+    report = check(tutorial_model.build(style), db, hardware="orin", trt=trt, precision="int8",
+                   input_shapes={"input": (32, 3, 32, 32)})
+    c = compare(report, trtlog.read(LOGS / "public" / log))
+    assert c.agreed, render_text(c)
+    assert c.layer_agreement == 1.0
+
+
+def test_compare_cli_json_and_exit_codes(tmp_path):
+    need_shared()
+    r = run_cli("compare", str(CORPUS / DDRNET), "--log", str(LOGS / "ddrnet_before_fix.log"), "--target", "xavier",
+                "--trt", "8.5", "--precision", "int8", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["summary"]["agreed"] and data["summary"]["dla_subgraphs_agreed"] == 5
+    r = run_cli("compare", str(CORPUS / DDRNET), "--log", str(LOGS / "ddrnet_before_fix.log"), "--target", "xavier",
+                "--trt", "8.5")
+    assert r.returncode == 1 and "seen-not-predicted" in r.stdout
+    bad = tmp_path / "warnings_only.log"
+    bad.write_text((LOGS / "public" / "04_yolov8m_agx-orin64-jp6.0_trt8.6.log").read_text())
+    r = run_cli("compare", str(CORPUS / DDRNET), "--log", str(bad))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr
