@@ -23,3 +23,23 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def save_model_atomic(model: "onnx.ModelProto", path: str | os.PathLike[str], *, external: bool = False) -> None:
+    """Save an ONNX model atomically. With `external`, weights go to `<name>.data` beside it (models over 2 GB)."""
+    import onnx
+    path = Path(path)
+    if not external:
+        write_bytes_atomic(path, model.SerializeToString())
+        return
+    tmpdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        data_name = path.name + ".data"
+        onnx.save_model(model, str(tmpdir / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024)
+        os.replace(tmpdir / data_name, path.parent / data_name)
+        os.replace(tmpdir / path.name, path)
+    finally:
+        for f in tmpdir.glob("*"):
+            f.unlink()
+        tmpdir.rmdir()

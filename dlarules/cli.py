@@ -16,6 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Will this ONNX model run on NVIDIA's DLA, and if not, what exactly must change?")
 rules_app = typer.Typer(no_args_is_help=True, help="Inspect, validate and export the rule database.")
 app.add_typer(rules_app, name="rules")
+recipes_app = typer.Typer(no_args_is_help=True, help="The fix recipes `dlarules fix` applies.")
+app.add_typer(recipes_app, name="recipes")
 
 TargetOpt = typer.Option("orin", "--target", "-t", help="Hardware: xavier or orin.")
 TrtOpt = typer.Option(None, "--trt", help="TensorRT version (default: the hardware's default release).")
@@ -120,6 +122,78 @@ def compare(
     text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
     _write(text, output)
     raise typer.Exit(0 if result.agreed else 1)
+
+
+@app.command()
+def fix(
+    model: Path = typer.Argument(..., help="The ONNX model (never overwritten)."),
+    target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: MODEL.dla.onnx)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output; write even if the proof fails."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated recipes to use (default: all)."),
+    exclude: Optional[str] = typer.Option(None, "--exclude", help="Comma-separated recipes not to use."),
+    allow_approx: bool = typer.Option(False, "--allow-approx", help="Also apply rewrites that change the numbers."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the onnxruntime proof (the report says so)."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Real inputs for the proof (.npz, by input name)."),
+    rtol: float = typer.Option(1e-3, "--rtol", help="Relative tolerance of the proof."),
+    atol: float = typer.Option(1e-4, "--atol", help="Absolute tolerance of the proof."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+) -> None:
+    """Rewrite MODEL so more of it runs on DLA, prove it computes the same function, and write MODEL.dla.onnx.
+
+    Exit 0: written (or dry run) with the proof passing; 1: the proof failed (nothing written without --force)."""
+    from .fix import default_output, fix as run_fix, parse_recipe_list, write
+    from .model import parse_input_shapes
+    from .prove import npz_path
+    from .report.fixtext import render_fix
+    if fmt not in ("text", "json"):
+        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+    db = _db(rules)
+    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision)
+    out = output or default_output(model)
+    if not dry_run and out.exists() and not force:
+        raise DlarulesError(out, "already exists; pass --force to replace it")
+    result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
+                     only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
+                     allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol, atol=atol)
+    failed = result.proof is not None and not result.proof.passed
+    written = None
+    if not dry_run and result.changes and (not failed or force):
+        written = write(result, out, force=force)
+    if fmt == "json":
+        data = result.to_dict()
+        data["output"] = str(written) if written else None
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(render_fix(result, written, dry_run), nl=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@recipes_app.command("list")
+def recipes_list() -> None:
+    """Every fix recipe: name, exactness, what it rewrites."""
+    from .recipes.registry import REGISTRY
+    for r in REGISTRY.values():
+        typer.echo(f"{r.name:26s} {r.exactness:12s} {', '.join(r.ops):40.40s} {r.title}")
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="A recipe name such as gap-to-avgpool.")) -> None:
+    """A recipe: what it rewrites, when it applies, exactness, cost, and the rules that name it."""
+    from .recipes.registry import REGISTRY
+    r = REGISTRY.get(name)
+    if r is None:
+        import difflib
+        close = difflib.get_close_matches(name, REGISTRY, n=3)
+        raise DlarulesError(name, "no such recipe" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    db = _db(None)
+    cures = sorted({rule.id for rule in db.rules if r.name in ((rule.fix.values() if isinstance(rule.fix, dict)
+                                                                 else [rule.fix]) if rule.fix else [])})
+    typer.echo(f"{r.name}: {r.title}\n\nrewrites: {', '.join(r.ops)}\nexact: {r.exactness}\ncost: {r.cost}\n"
+               f"cures: {', '.join(cures) or 'none'}\n\n{r.doc}")
 
 
 @rules_app.command("validate")

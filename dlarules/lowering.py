@@ -1054,14 +1054,26 @@ def _fuse_shuffles(layers: list[Layer], graph: Graph) -> list[Layer]:
             removed.add(id(second))
             layer.outputs = second.outputs
     kept = [lay for lay in layers if id(lay) not in removed]
+    producer = {t.name: lay for lay in kept for t in lay.outputs}
+    readers: dict[str, int] = {}
+    for lay in kept:
+        for t in lay.inputs:
+            readers[t.name] = readers.get(t.name, 0) + 1
     final: list[Layer] = []
     alias: dict[str, Tensor] = {}
     for layer in kept:
         if alias:
             layer.inputs = [alias.get(t.name, t) for t in layer.inputs]
-        if layer.kind == "SHUFFLE" and _is_noop_shuffle(layer) and layer.outputs[0].name not in outputs:
-            alias[layer.outputs[0].name] = layer.inputs[0]
-            continue
+        if layer.kind == "SHUFFLE" and _is_noop_shuffle(layer):
+            src, out = layer.inputs[0], layer.outputs[0]
+            if out.name not in outputs:
+                alias[out.name] = src
+                continue
+            # A no-op reshape producing a network output: its producer writes the output instead.
+            prev = producer.get(src.name)
+            if prev is not None and readers.get(src.name) == 1 and src.name not in outputs:
+                prev.outputs = [out if t is src else t for t in prev.outputs]
+                continue
         final.append(layer)
     return final
 

@@ -61,11 +61,11 @@ CASES = [
       "initializers": {"w": {"shape": [10, 16]}, "b": {"shape": [10]}}}, ["SHUFFLE", "CONVOLUTION", "SHUFFLE"]),
     ({"inputs": {"a": [1, 8, 16, 16], "b": [1, 8, 16, 16]}, "nodes": [{"op": "MatMul", "inputs": ["a", "b"]}]},
      ["MATRIX_MULTIPLY"]),
-    # the parser's reshape back is a no-op, but it produces the network output, so it stays
-    ({"nodes": [{"op": "Softmax", "attrs": {"axis": 1}}]}, ["SOFTMAX", "SHUFFLE"]),
+    # the parser's reshape back is a no-op: removed, the softmax writes the network output itself
+    ({"nodes": [{"op": "Softmax", "attrs": {"axis": 1}}]}, ["SOFTMAX"]),
     ({"nodes": [{"op": "Softmax", "attrs": {"axis": 1}}, {"op": "Relu"}]}, ["SOFTMAX", "ACTIVATION"]),
     ({"opset": 11, "nodes": [{"op": "Softmax", "attrs": {"axis": 1}}]}, ["SHUFFLE", "SOFTMAX", "SHUFFLE"]),
-    ({"nodes": [{"op": "LogSoftmax", "attrs": {"axis": 1}}]}, ["SOFTMAX", "UNARY", "SHUFFLE"]),
+    ({"nodes": [{"op": "LogSoftmax", "attrs": {"axis": 1}}]}, ["SOFTMAX", "UNARY"]),
     ({"nodes": [{"op": "Resize", "inputs": ["x", "", "s"]}], "initializers": {"s": {"shape": [4], "value": [1, 1, 2, 2]}}},
      ["RESIZE"]),
     ({"nodes": [{"op": "LRN", "attrs": {"size": 5}}]}, ["LRN"]),

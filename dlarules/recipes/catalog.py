@@ -19,4 +19,5 @@ RECIPES: dict[str, str] = {
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",
     "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",
     "fold-constants": "constant folding, removal of Identity and dead nodes",
+    "softmax-transpose-fold": "Transpose -> Softmax -> inverse Transpose -> one Softmax on the original axis",
 }

@@ -1,0 +1,127 @@
+"""The numeric proof of a rewrite: the original and the rewritten model run in onnxruntime on the same inputs
+(seeded random ones from the model's shapes and dtypes, or the user's .npz), output by output."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+
+from .errors import DlarulesError
+
+_NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64,
+       onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT8: np.int8,
+       onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.BOOL: np.bool_}
+
+
+@dataclass
+class OutputError:
+    name: str
+    max_abs: float
+    max_rel: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.name, "max_abs_error": self.max_abs, "max_rel_error": self.max_rel,
+                "within_tolerance": self.passed}
+
+
+@dataclass
+class Proof:
+    outputs: list[OutputError] = field(default_factory=list)
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    inputs: str = "random"          # "random (seed 0)" or the npz path
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "rtol": self.rtol, "atol": self.atol, "inputs": self.inputs,
+                "outputs": [o.to_dict() for o in self.outputs]}
+
+
+def _inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None, seed: int,
+            npz: str | os.PathLike[str] | None) -> dict[str, np.ndarray]:
+    init = {i.name for i in model.graph.initializer}
+    feeds: dict[str, np.ndarray] = {}
+    given: dict[str, np.ndarray] = {}
+    if npz is not None:
+        try:
+            with np.load(npz) as data:
+                given = {k: data[k] for k in data.files}
+        except Exception as exc:
+            raise DlarulesError(npz, f"cannot read the inputs .npz: {exc}") from None
+    rng = np.random.default_rng(seed)
+    for vi in model.graph.input:
+        if vi.name in init:
+            continue
+        tt = vi.type.tensor_type
+        dtype = _NP.get(tt.elem_type, np.float32)
+        if vi.name in given:
+            feeds[vi.name] = given[vi.name].astype(dtype, copy=False)
+            continue
+        if npz is not None:
+            raise DlarulesError(npz, f"has no array for input {vi.name!r} (it has: {', '.join(given) or 'none'})")
+        shape = (shapes or {}).get(vi.name) or tuple(d.dim_value for d in tt.shape.dim)
+        if any(d <= 0 for d in shape):
+            raise DlarulesError("--input-shape", f"input {vi.name!r} is dynamic; give its shape to run the proof")
+        if np.issubdtype(dtype, np.floating):
+            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[vi.name] = rng.integers(0, 2, shape).astype(np.bool_)
+        else:
+            feeds[vi.name] = rng.integers(0, 10, shape).astype(dtype)
+    return feeds
+
+
+def _session(model: onnx.ModelProto, where: str) -> Any:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    # The proof compares the graphs as written, not what ORT's optimizer makes of them.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DlarulesError(where, f"onnxruntime cannot run it: {first}") from None
+
+
+def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    sess = _session(model, where)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+          inputs: str | os.PathLike[str] | None = None, seed: int = 0, rtol: float = 1e-3, atol: float = 1e-4,
+          source: str = "<model>") -> Proof:
+    feeds = _inputs(original, input_shapes, seed, inputs)
+    want = run(original, feeds, source)
+    got = run(rewritten, feeds, f"{source} (rewritten)")
+    proof = Proof([], rtol, atol, str(inputs) if inputs is not None else f"random (seed {seed})")
+    for name, a in want.items():
+        b = got.get(name)
+        if b is None or b.shape != a.shape:
+            proof.outputs.append(OutputError(name, float("inf"), float("inf"), False))
+            continue
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        diff = np.abs(a64 - b64)
+        max_abs = float(diff.max()) if diff.size else 0.0
+        max_rel = float((diff / np.maximum(np.abs(a64), atol)).max()) if diff.size else 0.0
+        ok = bool(np.all(diff <= atol + rtol * np.abs(a64)))
+        proof.outputs.append(OutputError(name, max_abs, max_rel, ok))
+    return proof
+
+
+def npz_path(p: str | os.PathLike[str] | None) -> str | None:
+    if p is None:
+        return None
+    if not Path(p).is_file():
+        raise DlarulesError(p, "no such file")
+    return str(p)

@@ -1,0 +1,161 @@
+"""What a fix recipe is, and the graph helpers every recipe shares (constants, node replacement, shapes).
+
+A recipe matches ONNX nodes of some op types, checks its own precondition (`check` returns the reason it does
+not apply, or None), and rewrites the graph (`apply`) with onnx-graphsurgeon. Each application is a `Change`
+that says whether it is exact (same function up to float rounding) or approximate, and what it costs.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+
+@dataclass
+class Change:
+    recipe: str
+    node: str                      # the ONNX node it rewrote
+    detail: str                    # what became what, in words
+    exact: bool
+    added_nodes: list[str] = field(default_factory=list)
+    removed_nodes: list[str] = field(default_factory=list)
+    extra_weights: int = 0         # parameters added (elements)
+    cures: list[str] = field(default_factory=list)   # rule IDs it was applied for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "node": self.node, "detail": self.detail, "exact": self.exact,
+                "added_nodes": self.added_nodes, "removed_nodes": self.removed_nodes,
+                "extra_weights": self.extra_weights, "cures": self.cures}
+
+
+class Context:
+    """The graph being rewritten plus what dlarules knows of its tensors (static shapes)."""
+
+    def __init__(self, graph: gs.Graph, shapes: dict[str, tuple]) -> None:
+        self.graph = graph
+        self.shapes = shapes
+        self._names = {n.name for n in graph.nodes} | set(graph.tensors())
+        self._counter = itertools.count()
+        self.firing: set[str] = set()   # the rule IDs behind this application (a recipe may adapt to them)
+
+    def shape(self, t: gs.Tensor) -> tuple | None:
+        shape = self.shapes.get(t.name)
+        if shape is None and t.shape is not None:
+            shape = tuple(t.shape)
+        if shape is None or any(not isinstance(d, int) for d in shape):
+            return None
+        return tuple(shape)
+
+    def name(self, base: str) -> str:
+        """A node/tensor name not used in the graph yet, derived from `base`."""
+        cand = base
+        while cand in self._names:
+            cand = f"{base}_{next(self._counter)}"
+        self._names.add(cand)
+        return cand
+
+    def const(self, base: str, value: np.ndarray) -> gs.Constant:
+        return gs.Constant(self.name(base), np.ascontiguousarray(value))
+
+    def var(self, base: str, like: gs.Tensor | None = None, shape: tuple | None = None) -> gs.Variable:
+        return gs.Variable(self.name(base), dtype=like.dtype if like is not None else np.float32, shape=shape)
+
+    def remove(self, node: gs.Node) -> None:
+        """Take a node out of the graph; its name is free again for the node that replaces it."""
+        node.inputs.clear()
+        node.outputs.clear()
+        self.graph.nodes.remove(node)
+        self._names.discard(node.name)
+
+    def node(self, op: str, base: str, inputs: list[gs.Tensor], outputs: list[gs.Tensor],
+             **attrs: Any) -> gs.Node:
+        n = gs.Node(op=op, name=self.name(base), attrs=attrs, inputs=inputs, outputs=outputs)
+        self.graph.nodes.append(n)
+        return n
+
+
+def assign(lst: list, items: list) -> None:
+    """Replace the contents of a node's inputs/outputs (graphsurgeon's synchronized lists have no slice assignment)."""
+    lst.clear()
+    lst.extend(items)
+
+
+def constant_value(t: gs.Tensor) -> np.ndarray | None:
+    """The value of a constant input (an initializer or a Constant node's output), else None."""
+    if isinstance(t, gs.Constant):
+        return np.asarray(t.values)
+    if len(t.inputs) == 1 and t.inputs[0].op == "Constant":
+        v = t.inputs[0].attrs.get("value")
+        if isinstance(v, gs.Constant):
+            return np.asarray(v.values)
+        if v is not None and hasattr(v, "values"):
+            return np.asarray(v.values)
+    return None
+
+
+def replace(ctx: Context, old: gs.Node, build: Callable[[gs.Tensor, gs.Tensor], list[gs.Node]]) -> list[str]:
+    """Replace a single-input single-output node: `build(x, y)` makes the new nodes reading x and writing y (the old
+    node's own tensors, so consumers and graph outputs stay wired). Returns the new node names."""
+    x, y = old.inputs[0], old.outputs[0]
+    ctx.remove(old)
+    return [n.name for n in build(x, y)]
+
+
+def chain(ctx: Context, x: gs.Tensor, y: gs.Tensor, base: str,
+          steps: list[tuple[str, list[gs.Tensor], dict[str, Any]]]) -> list[gs.Node]:
+    """Nodes applied one after the other from x to y. A step's inputs list holds its extra inputs (constants),
+    the running tensor is prepended (or substituted for a `None` placeholder)."""
+    nodes = []
+    cur = x
+    for i, (op, extra, attrs) in enumerate(steps):
+        last = i == len(steps) - 1
+        out = y if last else ctx.var(f"{base}/{op}_out", like=x)
+        ins = [cur if e is None else e for e in extra] if any(e is None for e in extra) else [cur, *extra]
+        nodes.append(ctx.node(op, f"{base}/{op}", ins, [out], **attrs))
+        cur = out
+    return nodes
+
+
+def factor_window(size: int, limit: int) -> list[int] | None:
+    """Split a window into factors <= limit whose product is `size` (non-overlapping average cascade), or None."""
+    factors, rest = [], size
+    while rest > limit:
+        for f in range(limit, 1, -1):
+            if rest % f == 0:
+                factors.append(f)
+                rest //= f
+                break
+        else:
+            return None
+    factors.append(rest)
+    return factors
+
+
+@dataclass
+class Recipe:
+    """A named, documented rewrite."""
+
+    name: str
+    title: str
+    ops: tuple[str, ...]
+    exactness: str                 # always | conditional (see the recipe) | approximate
+    cost: str
+    check: Callable[[gs.Node, Context], str | None]
+    apply: Callable[[gs.Node, Context], Change]
+    doc: str = ""
+    exact_when: Callable[[gs.Node, Context], bool] | None = None   # for "conditional" recipes
+
+    def is_exact(self, node: gs.Node, ctx: Context) -> bool:
+        """Will applying it here keep the function (up to float rounding)? Decided before rewriting."""
+        if self.exactness == "always":
+            return True
+        if self.exactness == "approximate":
+            return False
+        return self.exact_when(node, ctx) if self.exact_when else False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "ops": list(self.ops), "exactness": self.exactness,
+                "cost": self.cost, "doc": self.doc}

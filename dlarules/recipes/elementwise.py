@@ -1,0 +1,90 @@
+"""Activation and arithmetic recipes: HardSwish/HardSigmoid from layers DLA runs, Div by a constant and Neg as
+products."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from .base import Change, Context, Recipe, chain, constant_value, replace
+
+
+def _scalar(ctx: Context, base: str, v: float) -> gs.Constant:
+    return ctx.const(base, np.asarray(v, dtype=np.float32))
+
+
+def _check_float_input(node: gs.Node, ctx: Context) -> str | None:
+    dtype = node.inputs[0].dtype
+    if dtype is not None and np.dtype(dtype) != np.float32:
+        return f"only float32 tensors (got {np.dtype(dtype)})"
+    return None
+
+
+def _apply_hardswish(node: gs.Node, ctx: Context) -> Change:
+    # HardSwish(x) = x * Clip(x + 3, 0, 6) / 6: Add/Mul by constants fold into Scale layers, Clip(0, 6) is a DLA
+    # activation (ACT-CLIP-RANGE: min 0, max <= 127), and x * (.) an ElementWise product.
+    name = node.name
+    three, zero, six, sixth = (_scalar(ctx, f"{name}/{n}", v) for n, v in
+                               (("three", 3.0), ("zero", 0.0), ("six", 6.0), ("one_sixth", 1.0 / 6.0)))
+
+    def build(x: gs.Tensor, y: gs.Tensor) -> list[gs.Node]:
+        gate = ctx.var(f"{name}/gate", like=x)
+        nodes = chain(ctx, x, gate, name, [("Add", [three], {}), ("Clip", [None, zero, six], {}),
+                                          ("Mul", [sixth], {})])
+        nodes.append(ctx.node("Mul", f"{name}/Mul_x", [x, gate], [y]))
+        return nodes
+    names = replace(ctx, node, build)
+    return Change("hardswish-decompose", name, "HardSwish -> x * (Clip(x + 3, 0, 6) * 1/6)", True, names, [name])
+
+
+def _apply_hardsigmoid(node: gs.Node, ctx: Context) -> Change:
+    # HardSigmoid(x) = Clip(alpha * x + beta, 0, 1): two Scale layers and a DLA Clip(0, 1).
+    name = node.name
+    alpha = float(node.attrs.get("alpha", 0.2))
+    beta = float(node.attrs.get("beta", 0.5))
+    a, b, zero, one = (_scalar(ctx, f"{name}/{n}", v) for n, v in
+                       (("alpha", alpha), ("beta", beta), ("zero", 0.0), ("one", 1.0)))
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("Mul", [a], {}), ("Add", [b], {}),
+                                                                      ("Clip", [None, zero, one], {})]))
+    return Change("hardsigmoid-decompose", name, f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) -> "
+                  f"Clip({alpha:g} * x + {beta:g}, 0, 1)", True, names, [name])
+
+
+def _check_div(node: gs.Node, ctx: Context) -> str | None:
+    v = constant_value(node.inputs[1])
+    if v is None:
+        return "the divisor is not a constant"
+    if not np.issubdtype(v.dtype, np.floating):
+        return "integer division is not a product"
+    if np.any(v == 0):
+        return "the divisor has zeros"
+    return _check_float_input(node, ctx)
+
+
+def _apply_div(node: gs.Node, ctx: Context) -> Change:
+    v = constant_value(node.inputs[1])
+    recip = ctx.const(f"{node.name}/reciprocal", (1.0 / v.astype(np.float64)).astype(v.dtype))
+    node.op = "Mul"
+    node.inputs[1] = recip
+    shown = f"{float(v.reshape(-1)[0]):g}" if v.size == 1 else f"a {v.size}-element constant"
+    return Change("div-to-mul", node.name, f"Div by {shown} -> Mul by its reciprocal", True, [node.name], [])
+
+
+def _apply_neg(node: gs.Node, ctx: Context) -> Change:
+    node.op = "Mul"
+    node.inputs.append(_scalar(ctx, f"{node.name}/minus_one", -1.0))
+    return Change("neg-to-mul", node.name, "Neg -> Mul by -1", True, [node.name], [])
+
+
+RECIPES = [
+    Recipe("hardswish-decompose", "HardSwish -> Add, Clip(0,6), Mul", ("HardSwish",), "always",
+           "4 layers (2 fold into Scale) instead of 2", _check_float_input, _apply_hardswish,
+           "TensorRT imports HardSwish as a hard-sigmoid activation (not on DLA) times x."),
+    Recipe("hardsigmoid-decompose", "HardSigmoid -> Mul, Add, Clip(0,1)", ("HardSigmoid",), "always",
+           "3 layers (2 fold into Scale) instead of 1", _check_float_input, _apply_hardsigmoid,
+           "DLA has no hard-sigmoid activation; Clip(0, 1) is a DLA activation."),
+    Recipe("div-to-mul", "Div by a constant -> Mul by its reciprocal", ("Div",), "always", "no new layer",
+           _check_div, _apply_div,
+           "DLA runs no DIV on Jetson before TensorRT 10; a product by 1/c differs by float rounding only."),
+    Recipe("neg-to-mul", "Neg -> Mul by -1", ("Neg",), "always", "no new layer (a Scale)",
+           _check_float_input, _apply_neg, "DLA runs only ABS as a unary layer."),
+]

@@ -1,0 +1,222 @@
+"""Pooling recipes: global pools and ReduceMean to window pools, big average windows to depthwise convolutions,
+big max windows to cascades of small max pools."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from .base import Change, Context, Recipe, chain, factor_window, replace
+
+# DLA limits the recipes aim for (POOL-WINDOW, POOL-PADDING, CONV-KERNEL in rules/); the fix re-checks the result.
+POOL_WINDOW = 8
+POOL_PADDING = 7
+CONV_KERNEL = 32
+
+
+def _nchw(ctx: Context, node: gs.Node) -> tuple | None:
+    shape = ctx.shape(node.inputs[0])
+    return shape if shape is not None and len(shape) == 4 else None
+
+
+def _mean_hw(ctx: Context, node: gs.Node, h: int, w: int) -> tuple[str, list[str], int]:
+    """Replace `node` by the mean over H and W of its NCHW input: one pool, a depthwise conv, or a cascade."""
+    c = _nchw(ctx, node)[1]
+    base = node.name or node.outputs[0].name
+    # In INT8 an average pool falls back anyway (POOL-INT8-AVG): go straight to the convolution then.
+    as_pool = "POOL-INT8-AVG" not in ctx.firing
+    if as_pool and h <= POOL_WINDOW and w <= POOL_WINDOW:
+        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, [("AveragePool", [], {"kernel_shape": [h, w]})]))
+        return f"AveragePool {h}x{w}", names, 0
+    fh, fw = factor_window(h, POOL_WINDOW), factor_window(w, POOL_WINDOW)
+    # A cascade of non-overlapping pools is exact and light; a big depthwise kernel can overflow DLA's
+    # convolution buffer (CONV-CBUF), so the convolution is the fallback.
+    if not as_pool or fh is None or fw is None:
+        weight = ctx.const(f"{base}/mean_weight", np.full((c, 1, h, w), 1.0 / (h * w), dtype=np.float32))
+        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, [
+            ("Conv", [weight], {"kernel_shape": [h, w], "group": c})]))
+        return f"depthwise Conv {h}x{w} with weights 1/{h * w}", names, c * h * w
+    n = max(len(fh), len(fw))
+    fh, fw = fh + [1] * (n - len(fh)), fw + [1] * (n - len(fw))
+    steps = [("AveragePool", [], {"kernel_shape": [a, b], "strides": [a, b]}) for a, b in zip(fh, fw)]
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, steps))
+    return "cascade of AveragePools " + " -> ".join(f"{a}x{b}" for a, b in zip(fh, fw)), names, 0
+
+
+def _check_mean_hw(ctx: Context, node: gs.Node) -> str | None:
+    shape = _nchw(ctx, node)
+    if shape is None:
+        return "needs a static 4-D NCHW input"
+    h, w = shape[2], shape[3]
+    splits = factor_window(h, POOL_WINDOW) is not None and factor_window(w, POOL_WINDOW) is not None
+    fits_conv = h <= CONV_KERNEL and w <= CONV_KERNEL
+    if not fits_conv and (not splits or "POOL-INT8-AVG" in ctx.firing):
+        return f"{h}x{w} is too large for a {CONV_KERNEL}x{CONV_KERNEL} convolution and does not split into windows <= 8"
+    return None
+
+
+def _check_global(node: gs.Node, ctx: Context) -> str | None:
+    problem = _check_mean_hw(ctx, node) if node.op == "GlobalAveragePool" else (
+        None if _nchw(ctx, node) else "needs a static 4-D NCHW input")
+    return problem
+
+
+def _max_cascade(h: int, w: int) -> list[tuple[int, int, int, int, int, int]]:
+    """Stages (kh, kw, sh, sw, pad_end_h, pad_end_w) of non-overlapping max pools that reduce h x w to 1 x 1."""
+    stages = []
+    while h > 1 or w > 1:
+        kh, kw = min(h, POOL_WINDOW), min(w, POOL_WINDOW)
+        ph, pw = (-h) % kh, (-w) % kw    # pad the end so the windows tile: padding never wins a max
+        stages.append((kh, kw, kh, kw, ph, pw))
+        h, w = (h + ph) // kh, (w + pw) // kw
+    return stages
+
+
+def _apply_global(node: gs.Node, ctx: Context) -> Change:
+    _, c, h, w = _nchw(ctx, node)
+    name = node.name
+    if node.op == "GlobalAveragePool":
+        detail, names, weights = _mean_hw(ctx, node, h, w)
+    elif h <= POOL_WINDOW and w <= POOL_WINDOW:
+        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("MaxPool", [], {"kernel_shape": [h, w]})]))
+        detail, weights = f"MaxPool {h}x{w}", 0
+    else:
+        steps = [("MaxPool", [], {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads": [0, 0, ph, pw]})
+                 for kh, kw, sh, sw, ph, pw in _max_cascade(h, w)]
+        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, steps))
+        detail, weights = f"cascade of {len(steps)} MaxPools", 0
+    return Change("gap-to-avgpool", name, f"{node.op} over {h}x{w} -> {detail}", True, names, [name], weights)
+
+
+def _check_avgpool(node: gs.Node, ctx: Context) -> str | None:
+    a = node.attrs
+    k = list(a.get("kernel_shape", []))
+    if len(k) != 2:
+        return "only 2-D average pooling"
+    if a.get("ceil_mode", 0):
+        return "ceil_mode=1 changes the output size a convolution would give"
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if any(pads) and not a.get("count_include_pad", 0):
+        return ("it excludes padding from the average (count_include_pad=0): a convolution divides every window by "
+                "the full size, so border values would differ")
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+        return "auto_pad SAME is not rewritten"
+    if max(k) > CONV_KERNEL:
+        return f"window {k[0]}x{k[1]} is over the {CONV_KERNEL}x{CONV_KERNEL} convolution kernel limit"
+    if _nchw(ctx, node) is None:
+        return "needs a static 4-D NCHW input"
+    return None
+
+
+def _apply_avgpool(node: gs.Node, ctx: Context) -> Change:
+    a = node.attrs
+    kh, kw = a["kernel_shape"]
+    c = _nchw(ctx, node)[1]
+    weight = ctx.const(f"{node.name}/mean_weight", np.full((c, 1, kh, kw), 1.0 / (kh * kw), dtype=np.float32))
+    attrs = {"kernel_shape": [kh, kw], "group": c, "strides": list(a.get("strides", [1, 1])),
+             "pads": list(a.get("pads", [0, 0, 0, 0]))}
+    name = node.name
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("Conv", [weight], attrs)]))
+    return Change("avgpool-to-conv", name, f"AveragePool {kh}x{kw} -> depthwise Conv {kh}x{kw} with weights "
+                  f"1/{kh * kw}", True, names, [name], c * kh * kw)
+
+
+def _check_maxpool(node: gs.Node, ctx: Context) -> str | None:
+    a = node.attrs
+    k = list(a.get("kernel_shape", []))
+    if len(k) != 2:
+        return "only 2-D max pooling"
+    if len(node.outputs) > 1 and (node.outputs[1].outputs or node.outputs[1] in ctx.graph.outputs):
+        return "the Indices output is used"
+    if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1])):
+        return "ceil_mode or dilation is not rewritten"
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+        return "auto_pad SAME is not rewritten"
+    if max(k) <= POOL_WINDOW:
+        return f"window {k[0]}x{k[1]} already fits"
+    return None
+
+
+def _split_window(k: int, pad_pre: int, pad_post: int, n: int) -> list[tuple[int, int, int]]:
+    """n stride-1 windows (k_i, pre_i, post_i) that compose to a window k with the given padding."""
+    ks = [1] * n
+    rest = k - 1
+    for i in range(n):
+        take = min(POOL_WINDOW - 1, rest)
+        ks[i] += take
+        rest -= take
+    out = []
+    for ki in ks:
+        pre = min(pad_pre, POOL_PADDING, ki - 1)
+        post = min(pad_post, POOL_PADDING, ki - 1)
+        pad_pre -= pre
+        pad_post -= post
+        out.append((ki, pre, post))
+    return out
+
+
+def _apply_maxpool(node: gs.Node, ctx: Context) -> Change:
+    a = node.attrs
+    kh, kw = a["kernel_shape"]
+    sh, sw = list(a.get("strides", [1, 1]))
+    p = list(a.get("pads", [0, 0, 0, 0]))
+    n = max(-(-(kh - 1) // (POOL_WINDOW - 1)), -(-(kw - 1) // (POOL_WINDOW - 1)))
+    hs, ws = _split_window(kh, p[0], p[2], n), _split_window(kw, p[1], p[3], n)
+    steps = []
+    for i, ((khi, th, bh), (kwi, tw, bw)) in enumerate(zip(hs, ws)):
+        last = i == n - 1
+        steps.append(("MaxPool", [], {"kernel_shape": [khi, kwi], "strides": [sh, sw] if last else [1, 1],
+                                      "pads": [th, tw, bh, bw]}))
+    name = node.name
+    if len(node.outputs) > 1:
+        del node.outputs[1:]
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, steps))
+    sizes = " -> ".join(f"{s[2]['kernel_shape'][0]}x{s[2]['kernel_shape'][1]}" for s in steps)
+    return Change("maxpool-cascade", name, f"MaxPool {kh}x{kw} stride {sh}x{sw} -> cascade {sizes} (windows "
+                  f"compose; the last carries the stride)", True, names, [name])
+
+
+def _check_reducemean(node: gs.Node, ctx: Context) -> str | None:
+    shape = _nchw(ctx, node)
+    if shape is None:
+        return "needs a static 4-D NCHW input"
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1:
+        from .base import constant_value
+        v = constant_value(node.inputs[1])
+        axes = None if v is None else [int(x) for x in v.reshape(-1)]
+    if axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+        return "only a mean over H and W (axes 2, 3)"
+    if not node.attrs.get("keepdims", 1):
+        return "keepdims=0 would need a reshape after the pool"
+    return _check_mean_hw(ctx, node)
+
+
+def _apply_reducemean(node: gs.Node, ctx: Context) -> Change:
+    _, _, h, w = _nchw(ctx, node)
+    name = node.name
+    del node.inputs[1:]
+    detail, names, weights = _mean_hw(ctx, node, h, w)
+    return Change("reducemean-to-pool", name, f"ReduceMean over H,W ({h}x{w}) -> {detail}", True, names, [name],
+                  weights)
+
+
+RECIPES = [
+    Recipe("gap-to-avgpool", "GlobalAveragePool/GlobalMaxPool -> window pools", ("GlobalAveragePool", "GlobalMaxPool"),
+           "always", "1 layer (a cascade: one per step); a depthwise conv adds C*H*W weights",
+           _check_global, _apply_global,
+           "A global pool is a Reduce in TensorRT. With the window H x W it is a Pooling layer: one AveragePool when "
+           "H, W <= 8; a depthwise convolution with constant 1/(H*W) weights up to 32x32; a cascade of "
+           "non-overlapping pools beyond. GlobalMaxPool becomes MaxPool, or a cascade of max pools whose end padding "
+           "never wins."),
+    Recipe("avgpool-to-conv", "AveragePool over 8 -> depthwise Convolution", ("AveragePool",), "always",
+           "same layer count; adds C*kh*kw weights", _check_avgpool, _apply_avgpool,
+           "Exact with inclusive padding (count_include_pad=1) or no padding; with exclusive padding the border "
+           "windows are divided by fewer elements, which a convolution cannot do, so the recipe refuses."),
+    Recipe("maxpool-cascade", "MaxPool over 8 -> cascade of small max pools", ("MaxPool",), "always",
+           "one pooling layer per step", _check_maxpool, _apply_maxpool,
+           "Stride-1 max windows compose (k1 + k2 - 1); the padding is spread over the steps and the last step "
+           "takes the stride."),
+    Recipe("reducemean-to-pool", "ReduceMean over H,W -> pooling", ("ReduceMean",), "always",
+           "as gap-to-avgpool", _check_reducemean, _apply_reducemean,
+           "A mean over H and W with keepdims is a global average pool; see gap-to-avgpool."),
+]

@@ -1,0 +1,249 @@
+"""Structural recipes: a flattened Gemm/MatMul as a convolution on the 4-D tensor, DepthToSpace/SpaceToDepth as
+(de)convolutions with 0/1 weights, Transpose-Softmax-Transpose as one Softmax, and constant folding/cleanup."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from .base import Change, Context, Recipe, assign, chain, constant_value, replace
+
+# ---------------------------------------------------------------------------------------------- gemm-to-conv
+
+
+def _flatten_source(ctx: Context, a: gs.Tensor) -> gs.Tensor | None:
+    """The 4-D tensor that a Flatten(axis=1) or a Reshape to [N, C*H*W] made `a` from."""
+    if len(a.inputs) != 1:
+        return None
+    prod = a.inputs[0]
+    src = prod.inputs[0] if prod.inputs else None
+    shape = ctx.shape(src) if src is not None else None
+    if shape is None or len(shape) != 4:
+        return None
+    if prod.op == "Flatten" and prod.attrs.get("axis", 1) == 1:
+        return src
+    if prod.op == "Reshape":
+        out = ctx.shape(a)
+        if out is not None and out == (shape[0], shape[1] * shape[2] * shape[3]):
+            return src
+    return None
+
+
+def _gemm_parts(node: gs.Node, ctx: Context) -> tuple[gs.Tensor, np.ndarray, np.ndarray | None] | str:
+    a = node.attrs
+    if node.op == "Gemm" and a.get("transA", 0):
+        return "transA is not rewritten"
+    w = constant_value(node.inputs[1])
+    if w is None or w.ndim != 2:
+        return "the weights are not a constant matrix"
+    src = _flatten_source(ctx, node.inputs[0])
+    if src is None:
+        return "its input is not a Flatten/Reshape of a static 4-D tensor"
+    if node.op == "Gemm":
+        w = (w if a.get("transB", 0) else w.T) * float(a.get("alpha", 1.0))   # -> [K, C*H*W]
+        bias = constant_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
+        if len(node.inputs) > 2 and node.inputs[2].name and bias is None:
+            return "the bias is not a constant"
+        if bias is not None:
+            if bias.size not in (1, w.shape[0]):
+                return "the bias is not per output"
+            bias = np.broadcast_to(bias.reshape(-1), (w.shape[0],)) * float(a.get("beta", 1.0))
+    else:
+        w, bias = w.T, None
+    return src, w, bias
+
+
+def _check_gemm(node: gs.Node, ctx: Context) -> str | None:
+    parts = _gemm_parts(node, ctx)
+    if isinstance(parts, str):
+        return parts
+    src, w, _ = parts
+    n, c, h, wd = ctx.shape(src)
+    if w.shape[1] != c * h * wd:
+        return f"weights of {w.shape[1]} inputs do not match {c}x{h}x{wd}"
+    return None
+
+
+def _apply_gemm(node: gs.Node, ctx: Context) -> Change:
+    src, w, bias = _gemm_parts(node, ctx)
+    n, c, h, wd = ctx.shape(src)
+    k = w.shape[0]
+    name = node.name
+    weight = ctx.const(f"{name}/conv_weight", w.reshape(k, c, h, wd).astype(np.float32))
+    ins = [src, weight] + ([ctx.const(f"{name}/conv_bias", bias.astype(np.float32))] if bias is not None else [])
+    y = node.outputs[0]
+    ctx.remove(node)
+    mid = ctx.var(f"{name}/conv_out", like=y, shape=(n, k, 1, 1))
+    conv = ctx.node("Conv", f"{name}/Conv", ins, [mid], kernel_shape=[h, wd])
+    flat = ctx.node("Flatten", f"{name}/Flatten", [mid], [y], axis=1)
+    return Change("gemm-to-conv", name, f"Flatten + {'Gemm' if bias is not None else 'MatMul'} on {c}x{h}x{wd} -> "
+                  f"Conv {h}x{wd} ({k} outputs) on the 4-D tensor, then Flatten", True, [conv.name, flat.name],
+                  [name])
+
+
+# ---------------------------------------------------------------------------------------------- depth <-> space
+
+
+def _block(node: gs.Node, ctx: Context) -> tuple[int, tuple] | str:
+    shape = ctx.shape(node.inputs[0])
+    if shape is None or len(shape) != 4:
+        return "needs a static 4-D NCHW input"
+    return int(node.attrs.get("blocksize", 0)), shape
+
+
+def _check_block(node: gs.Node, ctx: Context) -> str | None:
+    got = _block(node, ctx)
+    if isinstance(got, str):
+        return got
+    b, shape = got
+    if b < 1 or b > 8:
+        return f"blocksize {b} is outside 1..8 (the (de)convolution stride limit)"
+    return None
+
+
+def _one_hot(c: int, b: int, crd: bool) -> np.ndarray:
+    """W[(i*b + j)*C + c, c, i, j] = 1 (DCR order; CRD: channel c*b*b + i*b + j)."""
+    w = np.zeros((c * b * b, c, b, b), dtype=np.float32)
+    for ch in range(c):
+        for i in range(b):
+            for j in range(b):
+                src = ch * b * b + i * b + j if crd else (i * b + j) * c + ch
+                w[src, ch, i, j] = 1.0
+    return w
+
+
+def _apply_d2s(node: gs.Node, ctx: Context) -> Change:
+    b, shape = _block(node, ctx)
+    c = shape[1] // (b * b)
+    crd = str(node.attrs.get("mode", "DCR")).upper() in ("CRD", "B'CRD'")
+    weight = ctx.const(f"{node.name}/deconv_weight", _one_hot(c, b, crd))   # ConvTranspose W: [Cin, Cout, kh, kw]
+    name = node.name
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [
+        ("ConvTranspose", [weight], {"kernel_shape": [b, b], "strides": [b, b]})]))
+    return Change("depth-to-space-deconv", name, f"DepthToSpace {b} ({'CRD' if crd else 'DCR'}) -> ConvTranspose "
+                  f"{b}x{b} stride {b} with 0/1 weights", True, names, [name], int(weight.values.size))
+
+
+def _apply_s2d(node: gs.Node, ctx: Context) -> Change:
+    b, shape = _block(node, ctx)
+    c = shape[1]
+    weight = ctx.const(f"{node.name}/conv_weight", _one_hot(c, b, False))   # Conv W: [Cout, Cin, kh, kw]
+    name = node.name
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [
+        ("Conv", [weight], {"kernel_shape": [b, b], "strides": [b, b]})]))
+    return Change("space-to-depth-conv", name, f"SpaceToDepth {b} -> Conv {b}x{b} stride {b} with 0/1 weights", True,
+                  names, [name], int(weight.values.size))
+
+
+# ---------------------------------------------------------------------------------------------- softmax
+
+
+def _softmax_pattern(node: gs.Node, ctx: Context) -> tuple[gs.Node, gs.Node, gs.Node] | str:
+    """(Transpose, Softmax, Transpose) around `node`, the two permutations undoing each other."""
+    if node.op == "Softmax":
+        sm = node
+    elif node.op == "Transpose":
+        nxt = node.outputs[0].outputs
+        prv = node.inputs[0].inputs
+        sm = nxt[0] if len(nxt) == 1 and nxt[0].op == "Softmax" else (
+            prv[0] if len(prv) == 1 and prv[0].op == "Softmax" else None)
+        if sm is None:
+            return "not next to a Softmax"
+    else:
+        return "not a Transpose or Softmax"
+    if (ctx.graph.opset or 13) < 13:
+        return "opset < 13 Softmax flattens to 2-D; only the single-axis form (opset >= 13) is folded"
+    before = sm.inputs[0].inputs
+    after = sm.outputs[0].outputs
+    if len(before) != 1 or before[0].op != "Transpose" or len(after) != 1 or after[0].op != "Transpose":
+        return "no Transpose on both sides of the Softmax"
+    t1, t2 = before[0], after[0]
+    if len(t1.outputs[0].outputs) != 1 or sm.outputs[0] in ctx.graph.outputs or t1.outputs[0] in ctx.graph.outputs:
+        return "an intermediate tensor has other readers"
+    p1, p2 = list(t1.attrs.get("perm", [])), list(t2.attrs.get("perm", []))
+    if not p1 or len(p1) != len(p2) or [p1[i] for i in p2] != list(range(len(p1))):
+        return "the two permutations do not undo each other"
+    return t1, sm, t2
+
+
+def _check_softmax(node: gs.Node, ctx: Context) -> str | None:
+    got = _softmax_pattern(node, ctx)
+    return got if isinstance(got, str) else None
+
+
+def _apply_softmax(node: gs.Node, ctx: Context) -> Change:
+    t1, sm, t2 = _softmax_pattern(node, ctx)
+    rank = len(t1.attrs["perm"])
+    axis = int(sm.attrs.get("axis", -1)) % rank
+    new_axis = t1.attrs["perm"][axis]
+    x, y = t1.inputs[0], t2.outputs[0]
+    for n in (t1, sm, t2):
+        ctx.remove(n)
+    new = ctx.node("Softmax", sm.name, [x], [y], axis=new_axis)
+    return Change("softmax-transpose-fold", sm.name, f"Transpose -> Softmax(axis {axis}) -> Transpose -> "
+                  f"Softmax(axis {new_axis}) on the original layout", True, [new.name], [t1.name, sm.name, t2.name])
+
+
+# ---------------------------------------------------------------------------------------------- cleanup
+
+_BYPASS = ("Identity", "Dropout")
+
+
+def _check_fold(node: gs.Node, ctx: Context) -> str | None:
+    if node.op in _BYPASS or (node.op == "Concat" and len(node.inputs) == 1):
+        if node.outputs[0] in ctx.graph.outputs:
+            return "it produces a graph output"
+        if node.op == "Dropout" and len(node.outputs) > 1 and node.outputs[1].outputs:
+            return "the Dropout mask is used"
+        return None
+    if all(isinstance(i, gs.Constant) or constant_value(i) is not None for i in node.inputs if i.name):
+        return None
+    if any(_computed_from_constants(i) for i in node.inputs[1:] if i.name):
+        return None
+    return "no constant input to fold"
+
+
+def _computed_from_constants(t: gs.Tensor, depth: int = 0) -> bool:
+    if isinstance(t, gs.Constant):
+        return True
+    if depth > 16 or len(t.inputs) != 1:
+        return False
+    return all(_computed_from_constants(i, depth + 1) for i in t.inputs[0].inputs if i.name)
+
+
+def _apply_fold(node: gs.Node, ctx: Context) -> Change:
+    name = node.name
+    if node.op in _BYPASS or node.op == "Concat":
+        x, y = node.inputs[0], node.outputs[0]
+        for consumer in list(y.outputs):
+            assign(consumer.inputs, [x if t is y else t for t in consumer.inputs])
+        ctx.remove(node)
+        return Change("fold-constants", name, f"removed {node.op} (its output is its input)", True, [], [name])
+    before = len(ctx.graph.nodes)
+    ctx.graph.fold_constants(error_ok=True).cleanup()
+    return Change("fold-constants", name, f"folded constant subgraphs ({before - len(ctx.graph.nodes)} nodes "
+                  f"fewer) so {node.op} reads constants", True, [], [name])
+
+
+RECIPES = [
+    Recipe("gemm-to-conv", "Flatten + Gemm/MatMul with constant weights -> Convolution on the 4-D tensor",
+           ("Gemm", "MatMul"), "always", "a Conv HxW plus a final Flatten; same weights",
+           _check_gemm, _apply_gemm,
+           "A fully connected layer on a flattened C x H x W tensor is a convolution with an H x W kernel: the "
+           "network stays 4-D (DLA) up to the final Flatten, and no 2-D dimension of C*H*W (over 8192 for VGG) "
+           "appears."),
+    Recipe("depth-to-space-deconv", "DepthToSpace -> ConvTranspose with 0/1 weights", ("DepthToSpace",), "always",
+           "one layer; adds (C*b*b)*C*b*b weights", _check_block, _apply_d2s,
+           "As NVIDIA's DLA-SW op_reconstruction does: kernel = stride = blocksize, one-hot weights; DCR and CRD."),
+    Recipe("space-to-depth-conv", "SpaceToDepth -> Conv with 0/1 weights", ("SpaceToDepth",), "always",
+           "one layer; adds (C*b*b)*C*b*b weights", _check_block, _apply_s2d,
+           "As NVIDIA's DLA-SW op_reconstruction does: kernel = stride = blocksize, one-hot weights."),
+    Recipe("softmax-transpose-fold", "Transpose -> Softmax -> Transpose back -> one Softmax on the original axis",
+           ("Transpose", "Softmax"), "always", "two layers fewer", _check_softmax, _apply_softmax,
+           "A softmax over the last axis of an NHWC view, between a transpose and its inverse, is a softmax over the "
+           "channel axis of the NCHW tensor: the transposes (which fall back on Xavier) disappear."),
+    Recipe("fold-constants", "Constant folding, removal of Identity and dead nodes",
+           ("Identity", "Dropout", "Cast", "Concat", "Conv", "ConvTranspose", "Reshape", "PRelu"), "always",
+           "fewer layers", _check_fold, _apply_fold,
+           "Identity/Dropout (and a one-input Concat) pass their input through; constant subgraphs (weights computed "
+           "by Cast, Transpose, DequantizeLinear...) are evaluated once with onnx-graphsurgeon."),
+]
