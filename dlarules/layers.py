@@ -64,7 +64,7 @@ KINDS: dict[str, dict[str, str]] = {
     "SOFTMAX": {"axis": "int", "axis_dim": "int", "others_all_one": "bool"},
     "SHUFFLE": {
         "reshape": "bool", "transpose": "bool", "perm": "ints", "reshape_const": "bool", "touches_batch": "bool",
-        "fused": "bool",
+        "fused": "bool", "max_rank": "int",
     },
     "REDUCE": {"operation": "enum:AVG|MAX|MIN|SUM|PROD", "axes": "ints", "keep_dims": "bool", "reduces_batch": "bool"},
     "MATRIX_MULTIPLY": {"b_const": "bool", "a_rank": "int", "b_rank": "int"},

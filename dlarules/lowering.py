@@ -156,10 +156,10 @@ def _ints(v: Any) -> list[int]:
 
 
 def _shuffle_attrs(*, reshape: bool = False, perm: list[int] | None = None, reshape_const: bool = True,
-                   touches_batch: bool = False) -> dict[str, Any]:
+                   touches_batch: bool = False, max_rank: int = 0) -> dict[str, Any]:
     transpose = perm is not None and list(perm) != sorted(perm)
     return {"reshape": reshape, "transpose": transpose, "perm": list(perm) if perm else [],
-            "reshape_const": reshape_const, "touches_batch": touches_batch, "fused": False}
+            "reshape_const": reshape_const, "touches_batch": touches_batch, "fused": False, "max_rank": max_rank}
 
 
 def _static(shape: tuple | None) -> bool:
@@ -793,9 +793,17 @@ def lower_depth_space(lw: Lowerer) -> None:
     """DepthToSpace/SpaceToDepth: a 6-D reshape+transpose SHUFFLE, then a 4-D reshape SHUFFLE."""
     x = lw.inp(0)
     y = lw.out(0)
-    mid = lw.add("SHUFFLE", _shuffle_attrs(reshape=True, perm=[0, 1, 4, 2, 5, 3]), [x], shape=(1, 1, 1, 1, 1, 1),
-                 dtype=x.dtype)
-    lw.add("SHUFFLE", _shuffle_attrs(reshape=True), [mid], y, named=False)
+    b = int(lw.node.attrs.get("blocksize", 1))
+    s = x.shape if x.shape is not None and len(x.shape) == 4 and _static(x.shape) else None
+    if s is None:
+        mid_shape: tuple = ("?",) * 6
+    elif lw.node.op == "DepthToSpace":
+        mid_shape = (s[0], s[1] // (b * b), s[2], b, s[3], b)
+    else:
+        mid_shape = (s[0], b, b, s[1], s[2] // b, s[3] // b)
+    mid = lw.add("SHUFFLE", _shuffle_attrs(reshape=True, perm=[0, 1, 4, 2, 5, 3], max_rank=6), [x],
+                 shape=mid_shape, dtype=x.dtype)
+    lw.add("SHUFFLE", _shuffle_attrs(reshape=True, max_rank=6), [mid], y, named=False)
 
 
 def lower_instance_norm(lw: Lowerer) -> None:
@@ -1085,10 +1093,13 @@ def _merge_shuffle(first: Layer, second: Layer) -> None:
     if first.named or second.named:
         first.name = " + ".join(first.parts)
         first.named = True
+    # the tensor between the two shuffles disappears, but DLA runs the parts one by one: keep its rank
+    mid = first.outputs[0].rank or 0
     first.attrs = {
         "reshape": a["reshape"] or b["reshape"], "transpose": a["transpose"] or b["transpose"],
         "perm": a["perm"] or b["perm"], "reshape_const": a["reshape_const"] and b["reshape_const"],
         "touches_batch": a["touches_batch"] or b["touches_batch"], "fused": True,
+        "max_rank": max(a.get("max_rank", 0), b.get("max_rank", 0), mid),
     }
     if first.origin != second.origin:
         first.origin = "builder"

@@ -167,8 +167,8 @@ def _apply_maxpool(node: gs.Node, ctx: Context) -> Change:
         steps.append(("MaxPool", [], {"kernel_shape": [khi, kwi], "strides": [sh, sw] if last else [1, 1],
                                       "pads": [th, tw, bh, bw]}))
     name = node.name
-    if len(node.outputs) > 1:
-        del node.outputs[1:]
+    while len(node.outputs) > 1:   # an unused Indices output
+        node.outputs.pop()
     names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, steps))
     sizes = " -> ".join(f"{s[2]['kernel_shape'][0]}x{s[2]['kernel_shape'][1]}" for s in steps)
     return Change("maxpool-cascade", name, f"MaxPool {kh}x{kw} stride {sh}x{sw} -> cascade {sizes} (windows "
@@ -194,7 +194,8 @@ def _check_reducemean(node: gs.Node, ctx: Context) -> str | None:
 def _apply_reducemean(node: gs.Node, ctx: Context) -> Change:
     _, _, h, w = _nchw(ctx, node)
     name = node.name
-    del node.inputs[1:]
+    while len(node.inputs) > 1:   # the axes input (opset 18) goes with the node
+        node.inputs.pop()
     detail, names, weights = _mean_hw(ctx, node, h, w)
     return Change("reducemean-to-pool", name, f"ReduceMean over H,W ({h}x{w}) -> {detail}", True, names, [name],
                   weights)

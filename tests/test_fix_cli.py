@@ -1,0 +1,93 @@
+"""`dlarules fix` as a user meets it: what is written where, what is never overwritten, the proof and its exit code."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+
+from dlarules import fixtures
+
+from conftest import EXAMPLE, run_cli
+
+
+def demo(tmp_path):
+    p = tmp_path / "demo.onnx"
+    p.write_bytes(EXAMPLE.read_bytes())
+    return p
+
+
+def test_fix_writes_next_to_the_input_and_proves(tmp_path):
+    src = demo(tmp_path)
+    before = src.read_bytes()
+    r = run_cli("fix", str(src), "--target", "orin", "--trt", "8.6")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "demo.dla.onnx"
+    assert out.is_file() and src.read_bytes() == before
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    assert "proof (onnxruntime" in r.stdout and "passed" in r.stdout and f"wrote {out}" in r.stdout
+    assert "placement after:  2 GPU layer(s), 1 DLA subgraph(s)" in r.stdout
+    # an existing output is not replaced without --force
+    r = run_cli("fix", str(src), "--target", "orin", "--trt", "8.6")
+    assert r.returncode == 2 and "already exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert run_cli("fix", str(src), "--target", "orin", "--trt", "8.6", "--force").returncode == 0
+
+
+def test_input_is_never_overwritten(tmp_path):
+    src = demo(tmp_path)
+    before = src.read_bytes()
+    r = run_cli("fix", str(src), "-o", str(src))
+    assert r.returncode == 2 and "already exists" in r.stderr
+    assert src.read_bytes() == before
+
+
+def test_dry_run_and_json(tmp_path):
+    src = demo(tmp_path)
+    r = run_cli("fix", str(src), "--dry-run", "--format", "json", "--only", "gap-to-avgpool,hardswish-decompose")
+    assert r.returncode == 0
+    data = json.loads(r.stdout)
+    assert data["output"] is None and not (tmp_path / "demo.dla.onnx").exists()
+    assert {c["recipe"] for c in data["changes"]} == {"gap-to-avgpool", "hardswish-decompose"}
+    assert data["proof"]["passed"] and data["after"]["gpu_layers"] < data["before"]["gpu_layers"]
+    r = run_cli("fix", str(src), "--dry-run", "--exclude", "gap-to-avgpool", "--format", "json")
+    assert "gap-to-avgpool" not in {c["recipe"] for c in json.loads(r.stdout)["changes"]}
+
+
+def test_no_verify_says_so(tmp_path):
+    r = run_cli("fix", str(demo(tmp_path)), "--no-verify", "--dry-run")
+    assert r.returncode == 0 and "proof: not run (--no-verify)" in r.stdout
+
+
+def test_failed_proof_writes_nothing_unless_forced(tmp_path):
+    src = tmp_path / "up.onnx"
+    src.write_bytes(fixtures.build({
+        "inputs": {"x": [1, 4, 4, 4]}, "initializers": {"sc": {"shape": [4], "value": [1, 1, 8, 8]}},
+        "nodes": [{"op": "Resize", "inputs": ["x", "", "sc"], "attrs": {"mode": "linear"}}]}).SerializeToString())
+    r = run_cli("fix", str(src), "--allow-approx")
+    assert r.returncode == 1 and "APPROXIMATE" in r.stdout and "<- beyond tolerance" in r.stdout
+    assert "nothing written" in r.stdout and not (tmp_path / "up.dla.onnx").exists()
+    r = run_cli("fix", str(src), "--allow-approx", "--force")
+    assert r.returncode == 1 and (tmp_path / "up.dla.onnx").exists()
+
+
+def test_real_inputs_from_npz(tmp_path):
+    src = demo(tmp_path)
+    npz = tmp_path / "in.npz"
+    np.savez(npz, input=np.ones((1, 3, 128, 128), np.float32))
+    r = run_cli("fix", str(src), "--dry-run", "--inputs", str(npz))
+    assert r.returncode == 0 and str(npz) in r.stdout
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, other=np.ones(3))
+    r = run_cli("fix", str(src), "--dry-run", "--inputs", str(bad))
+    assert r.returncode == 2 and "has no array for input 'input'" in r.stderr
+
+
+def test_unknown_recipe_and_recipes_commands():
+    r = run_cli("fix", str(EXAMPLE), "--only", "make-fast", "--dry-run")
+    assert r.returncode == 2 and "unknown recipe(s) make-fast" in r.stderr
+    r = run_cli("recipes", "list")
+    assert r.returncode == 0 and "gap-to-avgpool" in r.stdout and "conditional" in r.stdout
+    r = run_cli("recipes", "show", "avgpool-to-conv")
+    assert r.returncode == 0 and "cures: POOL-INT8-AVG, POOL-PADDING, POOL-WINDOW" in r.stdout
+    r = run_cli("recipes", "show", "gap-to-avgpol")
+    assert r.returncode == 2 and "did you mean gap-to-avgpool" in r.stderr

@@ -1,0 +1,138 @@
+"""Every recipe on a tiny model that violates its rule: applied, the rule no longer fires, the result passes
+onnx.checker (full check) and computes the same function in onnxruntime (approximate ones report their error)."""
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from dlarules import fixtures
+from dlarules.fix import fix, write
+from dlarules.recipes.catalog import RECIPES as CATALOG
+from dlarules.recipes.registry import REGISTRY
+
+I64 = lambda *v: {"shape": [len(v)], "dtype": "int64", "value": list(v)}  # noqa: E731
+F32 = lambda *v: {"shape": [len(v)], "value": list(v)}  # noqa: E731
+
+# (recipe, rule it cures, (hardware, trt, precision), fixture, expected detail fragment)
+CASES = [
+    ("gap-to-avgpool", "REDUCE-OP", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 8, 7, 7]}, "nodes": [{"op": "GlobalAveragePool"}]}, "AveragePool 7x7"),
+    ("gap-to-avgpool", "POOL-WINDOW", ("xavier", "8.5", "fp16"),
+     {"inputs": {"x": [1, 8, 16, 32]}, "nodes": [{"op": "GlobalAveragePool"}]}, "cascade of AveragePools 8x8 -> 2x4"),
+    ("gap-to-avgpool", "POOL-WINDOW", ("xavier", "8.5", "fp16"),
+     {"inputs": {"x": [1, 8, 17, 17]}, "nodes": [{"op": "GlobalAveragePool"}]}, "depthwise Conv 17x17"),
+    ("gap-to-avgpool", "REDUCE-SUPPORT", ("xavier", "8.5", "fp16"),
+     {"inputs": {"x": [1, 8, 20, 20]}, "nodes": [{"op": "GlobalMaxPool"}]}, "cascade of 2 MaxPools"),
+    ("gap-to-avgpool", "POOL-INT8-AVG", ("xavier", "8.5", "int8"),
+     {"inputs": {"x": [1, 8, 4, 4]}, "nodes": [{"op": "GlobalAveragePool"}]}, "depthwise Conv 4x4"),
+    ("avgpool-to-conv", "POOL-WINDOW", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "AveragePool", "attrs": {
+         "kernel_shape": [9, 9], "strides": [4, 4], "pads": [4, 4, 4, 4], "count_include_pad": 1}}]},
+     "depthwise Conv 9x9"),
+    ("maxpool-cascade", "POOL-WINDOW", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "MaxPool", "attrs": {
+         "kernel_shape": [13, 13], "strides": [2, 2], "pads": [6, 6, 6, 6]}}]}, "cascade 8x8 -> 6x6"),
+    ("reducemean-to-pool", "REDUCE-OP", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 8, 6, 6]}, "nodes": [{"op": "ReduceMean", "attrs": {"axes": [2, 3], "keepdims": 1}}]},
+     "AveragePool 6x6"),
+    ("resize-sizes-to-scales", "RESIZE-STATIC-SCALES", ("xavier", "8.5", "fp16"),
+     {"nodes": [{"op": "Shape", "inputs": ["x"], "outputs": ["s"]},
+                {"op": "Gather", "inputs": ["s", "hw"], "outputs": ["g"]},
+                {"op": "Mul", "inputs": ["g", "two"], "outputs": ["g2"]},
+                {"op": "Concat", "inputs": ["nc", "g2"], "outputs": ["sz"], "attrs": {"axis": 0}},
+                {"op": "Resize", "inputs": ["x", "", "", "sz"], "attrs": {"mode": "nearest",
+                 "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}}],
+      "initializers": {"hw": I64(2, 3), "two": I64(2), "nc": I64(1, 8)}}, "constant scales 2x2"),
+    ("resize-nearest-two-step", "RESIZE-NEAREST-SCALE", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 4, 2, 2]}, "initializers": {"sc": F32(1, 1, 64, 64)},
+      "nodes": [{"op": "Resize", "inputs": ["x", "", "sc"], "attrs": {"mode": "nearest",
+                 "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}}]}, "x32x32 then x2x2"),
+    ("resize-linear-to-nearest", "RESIZE-LINEAR-SCALE", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 4, 1, 1]}, "initializers": {"sc": F32(1, 1, 16, 8)},
+      "nodes": [{"op": "Resize", "inputs": ["x", "", "sc"], "attrs": {"mode": "linear"}}]}, "exact: the input is 1x1"),
+    ("hardswish-decompose", "ACT-TYPE", ("orin", "8.6", "fp16"), {"nodes": [{"op": "HardSwish"}]},
+     "Clip(x + 3, 0, 6)"),
+    ("hardsigmoid-decompose", "ACT-TYPE", ("orin", "8.6", "fp16"),
+     {"nodes": [{"op": "HardSigmoid", "attrs": {"alpha": 0.1666667, "beta": 0.5}}]}, "Clip(0.166667 * x + 0.5"),
+    ("div-to-mul", "EW-OP", ("xavier", "8.5", "fp16"),
+     {"initializers": {"c": {"shape": [1, 8, 16, 16], "value": 4.0}}, "nodes": [{"op": "Div", "inputs": ["x", "c"]}]},
+     "Mul by its reciprocal"),
+    ("neg-to-mul", "UNARY-OP", ("orin", "10.3", "fp16"), {"nodes": [{"op": "Neg"}, {"op": "Relu"}]},
+     "Neg -> Mul by -1"),
+    ("gemm-to-conv", "GEN-MAX-DIM", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 200, 7, 7]}, "initializers": {"w": {"shape": [16, 9800], "value": 0.001},
+                                                        "b": {"shape": [16], "value": 0.5}},
+      "nodes": [{"op": "Relu"}, {"op": "Flatten"}, {"op": "Gemm", "inputs": ["t1", "w", "b"], "attrs": {"transB": 1}}]},
+     "Conv 7x7 (16 outputs)"),
+    ("depth-to-space-deconv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
+     {"nodes": [{"op": "DepthToSpace", "attrs": {"blocksize": 2, "mode": "DCR"}}, {"op": "Relu"}]},
+     "DepthToSpace 2 (DCR)"),
+    ("depth-to-space-deconv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
+     {"nodes": [{"op": "DepthToSpace", "attrs": {"blocksize": 2, "mode": "CRD"}}, {"op": "Relu"}]},
+     "DepthToSpace 2 (CRD)"),
+    ("space-to-depth-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
+     {"nodes": [{"op": "SpaceToDepth", "attrs": {"blocksize": 2}}, {"op": "Relu"}]}, "SpaceToDepth 2 -> Conv"),
+    ("softmax-transpose-fold", "SHUFFLE-TRANSPOSE-XAVIER", ("xavier", "8.5", "fp16"),
+     {"nodes": [{"op": "Transpose", "attrs": {"perm": [0, 2, 3, 1]}}, {"op": "Softmax", "attrs": {"axis": -1}},
+                {"op": "Transpose", "attrs": {"perm": [0, 3, 1, 2]}}]}, "Softmax(axis 1)"),
+    ("fold-constants", "CONCAT-INPUTS", ("orin", "10.3", "fp16"),
+     {"nodes": [{"op": "Relu"}, {"op": "Concat", "attrs": {"axis": 1}}, {"op": "Relu"}]}, "removed Concat"),
+]
+
+
+def run_case(tmp_path, db, recipe, target, spec, allow_approx=False, **kw):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(fixtures.build(spec).SerializeToString())
+    hw, trt, precision = target
+    t = db.target(hw, trt, precision=precision)
+    return path, fix(path, db, t, only={recipe}, allow_approx=allow_approx, **kw)
+
+
+@pytest.mark.parametrize("recipe,rule,target,spec,detail", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_recipe(tmp_path, db, recipe, rule, target, spec, detail):
+    path, result = run_case(tmp_path, db, recipe, target, spec)
+    assert rule in result.before.findings_by_rule(), f"fixture does not trip {rule}"
+    assert [c.recipe for c in result.changes] == [recipe], (result.skipped, result.reverted)
+    change = result.changes[0]
+    assert change.exact and detail in change.detail, change.detail
+    assert rule not in result.after.findings_by_rule(), result.after.findings_by_rule().get(rule)
+    assert result.after.summary["layers_on_gpu"] < result.before.summary["layers_on_gpu"]
+    assert result.proof is not None and result.proof.passed, result.proof.to_dict()
+    out = write(result, tmp_path / "fixed.onnx")
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+
+
+def test_every_recipe_is_exercised_and_registered():
+    assert set(REGISTRY) == set(CATALOG)
+    assert {c[0] for c in CASES} | {"resize-linear-to-nearest"} == set(REGISTRY)
+
+
+def test_approximate_recipe_needs_opt_in_and_reports_its_error(tmp_path, db):
+    spec = {"inputs": {"x": [1, 4, 4, 4]}, "initializers": {"sc": F32(1, 1, 8, 8)},
+            "nodes": [{"op": "Resize", "inputs": ["x", "", "sc"], "attrs": {"mode": "linear"}}]}
+    _, result = run_case(tmp_path, db, "resize-linear-to-nearest", ("orin", "10.3", "fp16"), spec)
+    assert not result.changes
+    assert any("needs --allow-approx" in s.reason for s in result.skipped)
+    _, result = run_case(tmp_path, db, "resize-linear-to-nearest", ("orin", "10.3", "fp16"), spec, allow_approx=True)
+    assert [c.exact for c in result.changes] == [False]
+    err = result.proof.outputs[0]
+    assert err.max_abs > 1e-3 and not result.proof.passed   # the error is measured and shown, never hidden
+    assert "RESIZE-LINEAR-SCALE" not in result.after.findings_by_rule()
+
+
+def test_avgpool_with_exclusive_padding_is_refused_with_reason(tmp_path, db):
+    spec = {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "AveragePool", "attrs": {
+        "kernel_shape": [9, 9], "pads": [4, 4, 4, 4], "count_include_pad": 0}}]}
+    _, result = run_case(tmp_path, db, "avgpool-to-conv", ("orin", "10.3", "fp16"), spec)
+    assert not result.changes
+    assert "count_include_pad=0" in result.skipped[0].reason
+
+
+def test_a_rewrite_that_does_not_move_to_dla_is_reverted(tmp_path, db):
+    # sizes -> scales alone cannot bring an x8 bilinear resize to DLA (linear factors stop at 4)
+    spec = {"inputs": {"x": [1, 4, 4, 4]}, "initializers": {"sz": I64(1, 4, 32, 32)},
+            "nodes": [{"op": "Resize", "inputs": ["x", "", "", "sz"], "attrs": {"mode": "linear"}}]}
+    _, result = run_case(tmp_path, db, "resize-sizes-to-scales", ("xavier", "8.5", "fp16"), spec)
+    assert not result.changes
+    assert result.reverted and "RESIZE-LINEAR-SCALE" in result.reverted[0].reason
