@@ -125,6 +125,44 @@ def compare(
 
 
 @app.command()
+def verify(
+    model: Path = typer.Argument(..., help="The ONNX model to build."),
+    target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    backend: str = typer.Option("auto", "--backend", help="auto, python (TensorRT API) or trtexec."),
+    trtexec: Optional[Path] = typer.Option(None, "--trtexec", help="trtexec to run (on the device with --remote)."),
+    remote: Optional[str] = typer.Option(None, "--remote", help="user@jetson: build there over ssh."),
+    dla_core: int = typer.Option(0, "--dla-core", help="DLA core to build for."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Calibration data for INT8 (.npz, by input name)."),
+    save_log: Optional[Path] = typer.Option(None, "--save-log", help="Keep the build log (for dlarules compare)."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Seconds the build may take."),
+    trtexec_arg: Optional[List[str]] = typer.Option(None, "--trtexec-arg", help="Extra trtexec argument "
+                                                                               "(repeatable), e.g. --skipInference."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here."),
+) -> None:
+    """Build MODEL with TensorRT for DLA (GPU fallback) and compare the real placement with the prediction.
+
+    Needs TensorRT (or trtexec) and a DLA, here or on --remote. Exit 0: full agreement; 1: disagreements."""
+    from .api import check as run_check
+    from .model import parse_input_shapes
+    from .trt import render_text, verify as run_verify
+    if fmt not in ("text", "json"):
+        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+    db = _db(rules)
+    shapes = parse_input_shapes(input_shape)
+    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
+                       precision=precision, input_shapes=shapes)
+    result = run_verify(model, report, backend=backend, dla_core=dla_core, input_shapes=shapes, inputs=inputs,
+                        trtexec=trtexec, remote=remote, extra_args=tuple(trtexec_arg or ()), timeout=timeout,
+                        save_log=save_log)
+    text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
+    _write(text, output)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
 def fix(
     model: Path = typer.Argument(..., help="The ONNX model (never overwritten)."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,

@@ -1,10 +1,11 @@
 """`dlarules fix`: apply the fix recipes the findings name until nothing more changes, keep only the rewrites
 that move layers to DLA, and prove the result computes the same function.
 
-Rounds: check -> for every GPU layer, the recipes its findings name (filtered by --only/--exclude; approximate
-ones only with --allow-approx) -> apply those whose precondition holds -> check again. At the fixpoint, every
-rewrite is traced to the nodes that finally replaced it: if they do not have fewer GPU layers than the node it
-rewrote, the rewrite is reverted (the rounds are replayed without it) and reported with the rules still firing.
+Rounds: check the model -> for every GPU layer, the recipes its findings name (filtered by --only/--exclude;
+approximate ones only with --allow-approx) -> for each node, cut out its neighbourhood (splice.py), apply the
+recipes there, check that small model, and splice it back only if the rewritten layers have fewer GPU layers
+than the original ones (otherwise the rewrite is reported as not kept, with the rules still firing) -> check the
+whole model again. The first and the last check are the only full checks besides one per round.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import onnx
 import onnx_graphsurgeon as gs
 
+from . import splice
 from .api import Report, check
 from .errors import DlarulesError, OptionError
 from .recipes.base import Change, Context
@@ -91,88 +93,16 @@ def load_full(path: str | os.PathLike[str]) -> onnx.ModelProto:
     return model
 
 
-def _node_key(n: gs.Node) -> str:
-    return n.name or (f"node_of_{n.outputs[0].name}" if n.outputs else "")
-
-
-def _candidates(report: Report, allowed: set[str] | None, excluded: set[str] | None) -> list[tuple[str, str, list[str]]]:
-    """(recipe, node, rule IDs) for every GPU layer, in network order, each pair once."""
-    plan: dict[tuple[str, str], list[str]] = {}
+def _candidates(report: Report, allowed: set[str] | None, excluded: set[str] | None) -> dict[str, list[tuple[str, list[str]]]]:
+    """node -> [(recipe, rule IDs)] for every GPU layer's findings, in network order."""
+    plan: dict[str, dict[str, list[str]]] = {}
     for v in report.gpu_layers:
         for f in v.findings:
             if not f.fix or (allowed is not None and f.fix not in allowed) or (excluded and f.fix in excluded):
                 continue
             for node in v.nodes:
-                plan.setdefault((f.fix, node), []).append(f.rule)
-    return [(recipe, node, sorted(set(rules))) for (recipe, node), rules in plan.items()]
-
-
-class _Run:
-    """One pass of rounds, optionally refusing some (recipe, node) pairs."""
-
-    def __init__(self, db: RuleDB, target: Target, shapes: Mapping[str, tuple[int, ...]] | None,
-                 allowed: set[str] | None, excluded: set[str] | None, allow_approx: bool,
-                 refused: Mapping[tuple[str, str], str]) -> None:
-        self.db, self.target, self.shapes = db, target, shapes
-        self.allowed, self.excluded, self.allow_approx = allowed, excluded, allow_approx
-        self.refused = refused
-        self.changes: list[Change] = []
-        self.skipped: dict[tuple[str, str], str] = {}
-        self.gpu_before: dict[int, int] = {}     # change index -> GPU layers of its node when applied
-        self.rewrite_s = 0.0
-        self.check_s = 0.0
-
-    def check(self, model: onnx.ModelProto) -> Report:
-        t = time.perf_counter()
-        r = check(model, self.db, target=self.target, input_shapes=self.shapes)
-        self.check_s += time.perf_counter() - t
-        return r
-
-    def rounds(self, model: onnx.ModelProto, report: Report) -> tuple[onnx.ModelProto, Report]:
-        from .recipes.registry import REGISTRY
-        for _ in range(MAX_ROUNDS):
-            plan = [c for c in _candidates(report, self.allowed, self.excluded) if (c[0], c[1]) not in self.skipped]
-            if not plan:
-                break
-            t = time.perf_counter()
-            graph = gs.import_onnx(model)
-            for n in graph.nodes:
-                n.name = _node_key(n)
-            shapes = {name: tuple(t.shape) for name, t in report.layer_graph.graph.tensors.items()
-                      if t.shape is not None}
-            ctx = Context(graph, shapes)
-            nodes = {n.name: n for n in graph.nodes}
-            gpu_count = _gpu_per_node(report)
-            applied = 0
-            for recipe_name, node_name, rules in plan:
-                key = (recipe_name, node_name)
-                node = nodes.get(node_name)
-                if node is None or node not in graph.nodes:
-                    continue
-                recipe = REGISTRY[recipe_name]
-                reason = self.refused.get(key) or (None if node.op in recipe.ops else
-                                                   f"it is a {node.op}, the recipe rewrites {', '.join(recipe.ops)}")
-                ctx.firing = set(rules)
-                reason = reason or recipe.check(node, ctx)
-                if reason is None and not recipe.is_exact(node, ctx) and not self.allow_approx:
-                    reason = "approximate here (changes the numbers): needs --allow-approx"
-                if reason is not None:
-                    self.skipped[key] = reason
-                    continue
-                change = recipe.apply(node, ctx)
-                change.cures = rules
-                self.gpu_before[len(self.changes)] = gpu_count.get(node_name, 0)
-                self.changes.append(change)
-                self.skipped[key] = "applied"
-                applied += 1
-            if not applied:
-                self.rewrite_s += time.perf_counter() - t
-                break
-            graph.cleanup().toposort()
-            model = _export(graph, model)
-            self.rewrite_s += time.perf_counter() - t
-            report = self.check(model)
-        return model, report
+                plan.setdefault(node, {}).setdefault(f.fix, []).append(f.rule)
+    return {node: [(r, sorted(set(rules))) for r, rules in recipes.items()] for node, recipes in plan.items()}
 
 
 def _gpu_per_node(report: Report) -> dict[str, int]:
@@ -183,44 +113,155 @@ def _gpu_per_node(report: Report) -> dict[str, int]:
     return out
 
 
-def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
-    model = gs.export_onnx(graph)
-    model.ir_version = like.ir_version
-    model.producer_name = like.producer_name or model.producer_name
-    model.producer_version = like.producer_version
-    del model.metadata_props[:]
-    model.metadata_props.extend(like.metadata_props)
-    return model
-
-
-def _descendants(changes: list[Change]) -> list[set[str]]:
-    """For each change, the nodes that finally stand for it (later changes may have rewritten its nodes)."""
-    out = []
-    for i, c in enumerate(changes):
-        current = set(c.added_nodes)
-        for later in changes[i + 1:]:
-            if later.node in current:
-                current.discard(later.node)
-                current |= set(later.added_nodes)
-        out.append(current)
+def _rules_per_node(report: Report) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for v in report.gpu_layers:
+        for n in v.nodes:
+            out.setdefault(n, set()).update(f.rule for f in v.findings)
     return out
 
 
-def _ineffective(run: _Run, report: Report) -> dict[tuple[str, str], str]:
-    gpu_now = _gpu_per_node(report)
-    rules_now: dict[str, set[str]] = {}
-    for v in report.gpu_layers:
-        for n in v.nodes:
-            rules_now.setdefault(n, set()).update(f.rule for f in v.findings)
-    bad = {}
-    for i, (change, nodes) in enumerate(zip(run.changes, _descendants(run.changes))):
-        after = sum(gpu_now.get(n, 0) for n in nodes)
-        if after < run.gpu_before.get(i, 0):
-            continue
-        still = sorted({r for n in nodes for r in rules_now.get(n, ())})
-        bad[(change.recipe, change.node)] = ("reverted: the rewrite did not move its layers to DLA"
-                                             + (f" (still firing: {', '.join(still)})" if still else ""))
-    return bad
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Give every node a unique name (TensorRT's node_of_<output> for nameless ones): rewrites work by name."""
+    seen: set[str] = set()
+    for i, n in enumerate(model.graph.node):
+        name = n.name or f"node_of_{n.output[0] if n.output else i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        n.name = name
+        seen.add(name)
+
+
+def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    model = gs.export_onnx(graph)
+    model.ir_version = like.ir_version
+    return model
+
+
+class _Fixer:
+    def __init__(self, db: RuleDB, target: Target, shapes: Mapping[str, tuple[int, ...]] | None,
+                 allowed: set[str] | None, excluded: set[str] | None, allow_approx: bool) -> None:
+        self.db, self.target, self.shapes = db, target, shapes
+        self.allowed, self.excluded, self.allow_approx = allowed, excluded, allow_approx
+        self.changes: list[Change] = []
+        self.decided: dict[tuple[str, str], str] = {}    # (recipe, node) -> "applied" or why not
+        self.reverted: list[Skipped] = []
+        self.time = {"check": 0.0, "rechecks": 0.0, "rewrite": 0.0, "local_checks": 0.0}
+
+    def _check(self, model: onnx.ModelProto, kind: str, shapes: Mapping | None = None) -> Report:
+        t = time.perf_counter()
+        r = check(model, self.db, target=self.target, input_shapes=shapes)
+        self.time[kind] += time.perf_counter() - t
+        return r
+
+    def run(self, model: onnx.ModelProto) -> tuple[Report, onnx.ModelProto, Report]:
+        before = report = self._check(model, "check", self.shapes)
+        for _ in range(MAX_ROUNDS):
+            plan = {node: [(r, rules) for r, rules in recipes if (r, node) not in self.decided]
+                    for node, recipes in _candidates(report, self.allowed, self.excluded).items()}
+            plan = {node: recipes for node, recipes in plan.items() if recipes}
+            if not plan or not self._round(model, report, plan):
+                break
+            report = self._check(model, "rechecks", self.shapes)
+        return before, model, report
+
+    def _round(self, model: onnx.ModelProto, report: Report, plan: dict[str, list[tuple[str, list[str]]]]) -> bool:
+        """Try every planned node's recipes at once on one small model made of their neighbourhoods, check it,
+        and splice back only the nodes whose rewrite has fewer GPU layers than the original."""
+        t = time.perf_counter()
+        graph = report.layer_graph.graph
+        shapes = splice.shapes_of(graph)
+        ix = splice.Index(model)
+        span = splice.in_model_order(ix, splice.union(splice.neighbourhood(ix, n) for n in plan if n in ix.by_name))
+        local = splice.extract(ix, span, graph)
+        reserved = splice.names_in(model)
+        trial = self._apply_local(local, plan, shapes, reserved, record=True)
+        if not trial[0]:
+            self.time["rewrite"] += time.perf_counter() - t
+            return False
+        lt = time.perf_counter()
+        local_report = self._check(trial[1], "local_checks")
+        self.time["rewrite"] -= time.perf_counter() - lt   # counted as a check, not as rewriting
+        gpu_then, gpu_now = _gpu_per_node(report), _gpu_per_node(local_report)
+        rules_now, rules_then = _rules_per_node(local_report), _rules_per_node(report)
+        keep = {}
+        for node, changes in _by_plan_node(trial[0]).items():
+            old, new = _lineage(changes)
+            if sum(gpu_now.get(n, 0) for n in new) < sum(gpu_then.get(n, 0) for n in old):
+                keep[node] = plan[node]
+                continue
+            still = sorted({r for n in new for r in rules_now.get(n, ())} or rules_then.get(node, set()))
+            why = "the rewrite does not move its layers to DLA" + (f" (still firing: {', '.join(still)})"
+                                                                   if still else "")
+            for c in changes:
+                self.decided[(c.recipe, c.node)] = why
+                self.reverted.append(Skipped(c.recipe, c.node, why))
+        if keep:
+            applied, after = trial
+            if len(keep) < len(_by_plan_node(trial[0])):
+                # Replay only the rewrites that pay off (the same deterministic rewrites) before splicing.
+                applied, after = self._apply_local(local, keep, shapes, reserved, record=False)
+            splice.splice(model, span, after)
+            self.changes += [c for _, c in applied]
+        self.time["rewrite"] += time.perf_counter() - t
+        return bool(keep)
+
+    def _apply_local(self, local: onnx.ModelProto, plan: Mapping[str, list[tuple[str, list[str]]]],
+                     shapes: Mapping[str, tuple], reserved: set[str],
+                     record: bool) -> tuple[list[tuple[str, Change]], onnx.ModelProto]:
+        """Apply each planned node's recipes; returns (planned node, change) pairs and the rewritten model."""
+        from .recipes.registry import REGISTRY
+        g = gs.import_onnx(local)
+        ctx = Context(g, dict(shapes), reserved)
+        by_name = {n.name: n for n in g.nodes}
+        applied: list[tuple[str, Change]] = []
+        for node_name, recipes in plan.items():
+            for recipe_name, rules in recipes:
+                key = (recipe_name, node_name)
+                node = by_name.get(node_name)
+                recipe = REGISTRY[recipe_name]
+                if node is None or id(node) in ctx.removed:
+                    reason = "the node was rewritten by another recipe first"
+                elif node.op not in recipe.ops:
+                    reason = f"it is a {node.op}, the recipe rewrites {', '.join(recipe.ops)}"
+                else:
+                    ctx.firing = set(rules)
+                    reason = recipe.check(node, ctx)
+                    if reason is None and not recipe.is_exact(node, ctx) and not self.allow_approx:
+                        reason = "approximate here (changes the numbers): needs --allow-approx"
+                if reason is not None:
+                    if record:
+                        self.decided[key] = reason
+                    continue
+                change = recipe.apply(node, ctx)
+                change.cures = rules
+                applied.append((node_name, change))
+                by_name.update({n.name: n for n in g.nodes if n.name in change.added_nodes})
+                if record:
+                    self.decided[key] = "applied"
+        if not applied:
+            return [], local
+        g.cleanup().toposort()
+        return applied, _export(g, local)
+
+
+def _by_plan_node(applied: list[tuple[str, Change]]) -> dict[str, list[Change]]:
+    out: dict[str, list[Change]] = {}
+    for node, c in applied:
+        out.setdefault(node, []).append(c)
+    return out
+
+
+def _lineage(changes: list[Change]) -> tuple[set[str], set[str]]:
+    """The original nodes a node's rewrites replaced, and the nodes that finally stand for them."""
+    old = {changes[0].node}
+    new: set[str] = set()
+    for c in changes:
+        old |= set(c.removed_nodes) - new
+        if c.node in new:
+            new.discard(c.node)
+        new |= set(c.added_nodes)
+    return old, new
 
 
 def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_shapes: Mapping[str, tuple] | None = None,
@@ -229,26 +270,18 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     """Rewrite a model for DLA; nothing is written here (see `write`)."""
     t0 = time.perf_counter()
     original = load_full(source)
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    _name_nodes(model)
     load_s = time.perf_counter() - t0
-    allowed = set(only) if only is not None else None
-    excluded = set(exclude) if exclude is not None else None
-    refused: dict[tuple[str, str], str] = {}
-    for _ in range(3):   # replays: each drops the rewrites that did not pay off
-        run = _Run(db, target, input_shapes, allowed, excluded, allow_approx, refused)
-        before = run.check(original)
-        first_check = run.check_s
-        model, after = run.rounds(original, before)
-        bad = _ineffective(run, after)
-        if not bad:
-            break
-        refused = {**refused, **bad}
-    result = FixResult(str(source), before, after, model, run.changes,
-                       [Skipped(r, n, why) for (r, n), why in run.skipped.items()
-                        if why != "applied" and not why.startswith("reverted")],
-                       [Skipped(r, n, why) for (r, n), why in refused.items()])
-    result.timings = {"load": load_s, "check": first_check, "rechecks": run.check_s - first_check,
-                      "rewrite": run.rewrite_s}
-    if verify and run.changes:
+    fixer = _Fixer(db, target, input_shapes, set(only) if only is not None else None,
+                   set(exclude) if exclude is not None else None, allow_approx)
+    before, model, after = fixer.run(model)
+    skipped = [Skipped(r, n, why) for (r, n), why in fixer.decided.items()
+               if why != "applied" and not any(s.recipe == r and s.node == n for s in fixer.reverted)]
+    result = FixResult(str(source), before, after, model, fixer.changes, skipped, fixer.reverted)
+    result.timings = {"load": load_s, **fixer.time}
+    if verify and fixer.changes:
         from .prove import prove
         t = time.perf_counter()
         result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,

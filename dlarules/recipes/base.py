@@ -34,12 +34,14 @@ class Change:
 class Context:
     """The graph being rewritten plus what dlarules knows of its tensors (static shapes)."""
 
-    def __init__(self, graph: gs.Graph, shapes: dict[str, tuple]) -> None:
+    def __init__(self, graph: gs.Graph, shapes: dict[str, tuple], reserved: set[str] | None = None) -> None:
         self.graph = graph
         self.shapes = shapes
-        self._names = {n.name for n in graph.nodes} | set(graph.tensors())
+        # names in use in the whole model, not only in this neighbourhood: new nodes and tensors must not clash
+        self._names = {n.name for n in graph.nodes} | set(graph.tensors()) | set(reserved or ())
         self._counter = itertools.count()
         self.firing: set[str] = set()   # the rule IDs behind this application (a recipe may adapt to them)
+        self.removed: set[int] = set()  # ids of nodes taken out (graphsurgeon's Node == compares attributes: slow)
 
     def shape(self, t: gs.Tensor) -> tuple | None:
         shape = self.shapes.get(t.name)
@@ -67,7 +69,9 @@ class Context:
         """Take a node out of the graph; its name is free again for the node that replaces it."""
         node.inputs.clear()
         node.outputs.clear()
-        self.graph.nodes.remove(node)
+        nodes = self.graph.nodes
+        del nodes[next(i for i, n in enumerate(nodes) if n is node)]
+        self.removed.add(id(node))
         self._names.discard(node.name)
 
     def node(self, op: str, base: str, inputs: list[gs.Tensor], outputs: list[gs.Tensor],
