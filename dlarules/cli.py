@@ -263,6 +263,41 @@ def rules_validate(
     typer.echo(f"ok: {n} rule entries ({len(db.ids)} rule IDs), {len(db.releases)} releases, rule DB {db.version}")
 
 
+@rules_app.command("diff")
+def rules_diff(
+    target: str = typer.Option(..., "--target", "-t", help="Hardware: xavier or orin."),
+    old: str = typer.Option(..., "--from", help="TensorRT release to compare from."),
+    new: str = typer.Option(..., "--to", help="TensorRT release to compare to."),
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    rules: Optional[List[Path]] = RulesOpt, fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+) -> None:
+    """Rules added, removed and changed between two TensorRT releases: a release's changes reviewed as data."""
+    from .diff import diff, render
+    db = _db(rules)
+    d = diff(db, target, old, new, platform=platform or "jetson", precision=precision)
+    typer.echo(json.dumps(d.to_dict(), indent=2) if fmt == "json" else render(d), nl=fmt == "json")
+
+
+@rules_app.command("export")
+def rules_export(
+    fmt: str = typer.Option("json", "--format", "-f", help="json (the only export format)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Only the rules for this hardware..."),
+    trt: Optional[str] = typer.Option(None, "--trt", help="...and this TensorRT release."),
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    rules: Optional[List[Path]] = RulesOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+) -> None:
+    """The whole DB (or one selection) as one JSON document (schemas/ruledb.schema.json)."""
+    from .export import export
+    if fmt != "json":
+        raise DlarulesError("--format", f"{fmt!r}: the rule DB exports as json")
+    db = _db(rules)
+    t = db.target(target, trt, platform=platform, precision=precision) if target else None
+    if trt and not target:
+        raise DlarulesError("--trt", "give --target too, a release is selected per hardware")
+    _write(json.dumps(export(db, t), indent=2, default=str) + "\n", output)
+
+
 @rules_app.command("docs")
 def rules_docs(
     out: Path = typer.Option(Path("docs"), "--out", help="Where to write the generated pages."),

@@ -37,7 +37,13 @@ RELEASES_FILE = "releases.yaml"
 
 
 def packaged_rules_dir() -> Path:
-    """The rules shipped with dlarules: rules/ beside the package in a checkout, dlarules/_rules in a wheel."""
+    """The rules shipped with dlarules: rules/ beside the package in a checkout, dlarules/_rules in a wheel.
+    DLARULES_BASE_RULES points at another base (a contributor's working copy) instead."""
+    env = os.environ.get("DLARULES_BASE_RULES")
+    if env:
+        if not (Path(env) / RELEASES_FILE).is_file():
+            raise RulesError(env, f"DLARULES_BASE_RULES: no {RELEASES_FILE} in this directory")
+        return Path(env)
     here = Path(__file__).resolve().parent
     for cand in (here.parent / "rules", here / "_rules"):
         if (cand / RELEASES_FILE).is_file():
