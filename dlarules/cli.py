@@ -50,6 +50,23 @@ def _db(rules: Optional[List[Path]]):
     return load_db([str(p) for p in rules or []])
 
 
+def _check_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+
+
+def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional[str], jetpack: Optional[str],
+            platform: Optional[str], precision: Optional[str], input_shape: Optional[List[str]]):
+    """The rule DB, the check report and the parsed --input-shape values, as check/compare/verify need them."""
+    from .api import check as run_check
+    from .model import parse_input_shapes
+    db = _db(rules)
+    shapes = parse_input_shapes(input_shape)
+    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
+                       precision=precision, input_shapes=shapes)
+    return db, report, shapes
+
+
 def _write(text: str, output: Optional[Path]) -> None:
     if output is None:
         sys.stdout.write(text)
@@ -77,13 +94,8 @@ def check(
     """Which layers of MODEL run on DLA, which fall back to the GPU and why.
 
     Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input."""
-    from .api import check as run_check
-    from .model import parse_input_shapes
-    if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{fmt!r} is not text or json")
-    db = _db(rules)
-    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
-                       precision=precision, input_shapes=parse_input_shapes(input_shape))
+    _check_format(fmt)
+    _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
     use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
     failed = report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else []
     if fmt == "json":
@@ -108,16 +120,11 @@ def compare(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the comparison here."),
 ) -> None:
     """The prediction next to a real TensorRT build log. Exit 0: full agreement; 1: disagreements."""
-    from .api import check as run_check
     from .compare import compare as run_compare, render_text
-    from .model import parse_input_shapes
     from .trtlog import read
-    if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+    _check_format(fmt)
     observed = read(log)
-    db = _db(rules)
-    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
-                       precision=precision, input_shapes=parse_input_shapes(input_shape))
+    _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
     result = run_compare(report, observed)
     text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
     _write(text, output)
@@ -145,15 +152,9 @@ def verify(
     """Build MODEL with TensorRT for DLA (GPU fallback) and compare the real placement with the prediction.
 
     Needs TensorRT (or trtexec) and a DLA, here or on --remote. Exit 0: full agreement; 1: disagreements."""
-    from .api import check as run_check
-    from .model import parse_input_shapes
     from .trt import render_text, verify as run_verify
-    if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{fmt!r} is not text or json")
-    db = _db(rules)
-    shapes = parse_input_shapes(input_shape)
-    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
-                       precision=precision, input_shapes=shapes)
+    _check_format(fmt)
+    _, report, shapes = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
     result = run_verify(model, report, backend=backend, dla_core=dla_core, input_shapes=shapes, inputs=inputs,
                         trtexec=trtexec, remote=remote, extra_args=tuple(trtexec_arg or ()), timeout=timeout,
                         save_log=save_log)
@@ -187,8 +188,7 @@ def fix(
     from .model import parse_input_shapes
     from .prove import npz_path
     from .report.fixtext import render_fix
-    if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+    _check_format(fmt)
     db = _db(rules)
     t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision)
     out = output or default_output(model)

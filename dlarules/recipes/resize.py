@@ -75,12 +75,20 @@ def _split_factor(s: int) -> tuple[int, int] | None:
     return None
 
 
-def _check_two_step(node: gs.Node, ctx: Context) -> str | None:
-    if _attr(node, "mode", "nearest") != "nearest":
-        return "only nearest resizes"
+def _upsampling(node: gs.Node, ctx: Context, mode: str) -> list[float] | str:
+    """The 4 scales of a `mode` resize with static shapes, or why the recipe does not apply."""
+    if _attr(node, "mode", "nearest") != mode:
+        return f"only {mode} resizes"
     scales = _scales(ctx, node)
     if scales is None or len(scales) != 4:
         return "needs static 4-D shapes"
+    return scales
+
+
+def _check_two_step(node: gs.Node, ctx: Context) -> str | None:
+    scales = _upsampling(node, ctx, "nearest")
+    if isinstance(scales, str):
+        return scales
     hw = scales[2:]
     if any(abs(s - round(s)) > 1e-6 for s in hw):
         return f"factors {hw} are not integers"
@@ -111,11 +119,9 @@ def _apply_two_step(node: gs.Node, ctx: Context) -> Change:
 
 
 def _check_to_nearest(node: gs.Node, ctx: Context) -> str | None:
-    if _attr(node, "mode", "nearest") != "linear":
-        return "only linear resizes"
-    scales = _scales(ctx, node)
-    if scales is None or len(scales) != 4:
-        return "needs static 4-D shapes"
+    scales = _upsampling(node, ctx, "linear")
+    if isinstance(scales, str):
+        return scales
     if any(abs(s - round(s)) > 1e-6 or s < 1 for s in scales[2:]):
         return f"factors {scales[2:]} are not integer upsampling factors"
     return None
