@@ -281,9 +281,14 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     return sk
 
 
-def _infer(model: onnx.ModelProto, path: str | None) -> onnx.ModelProto:
+# Ops that compute shapes from shapes: only then does shape inference need data propagation (it costs ~20%).
+_SHAPE_MATH = frozenset({"Shape", "Size", "ConstantOfShape", "Range", "Expand", "Tile", "Reshape", "Resize",
+                         "Upsample", "Slice", "Pad", "Squeeze", "Unsqueeze", "Split", "TopK", "OneHot"})
+
+
+def _infer(model: onnx.ModelProto, path: str | None, data_prop: bool = True) -> onnx.ModelProto:
     try:
-        return shape_inference.infer_shapes(_skeleton(model), data_prop=True)
+        return shape_inference.infer_shapes(_skeleton(model), data_prop=data_prop)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(path, f"ONNX shape inference failed: {first}") from None
@@ -360,7 +365,8 @@ def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
 
 
 def _finish(graph: Graph, model: onnx.ModelProto) -> None:
-    _read_shapes(graph, _infer(model, graph.path))
+    data_prop = any(n.op in _SHAPE_MATH for n in graph.nodes)
+    _read_shapes(graph, _infer(model, graph.path, data_prop))
     folding.fold(graph)
     if _needs_refinement(graph):
         _read_shapes(graph, _infer(_with_folded_values(model, graph), graph.path))

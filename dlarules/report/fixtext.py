@@ -11,7 +11,7 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool) -> str:
     t = result.after.target
     out = [f"dlarules fix: {result.source}", f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}", ""]
     if not result.changes:
-        out.append("no recipe applies: nothing to rewrite")
+        out.append("no rewrite kept" if result.reverted else "no recipe applies: nothing to rewrite")
     else:
         out.append(f"applied {len(result.changes)} rewrite(s):")
         for c in result.changes:
