@@ -84,16 +84,20 @@ def _finding(rule: Rule, ctx: Context) -> Finding:
                    str(rule.raw.get("hint", "")))
 
 
-def _freeze(v: Any) -> Any:
-    return tuple(v) if v.__class__ is list else v
-
-
 def _signature(layer: Layer, neighbors: Any) -> tuple:
     """Everything the rules of a plan can see of a layer, apart from names: equal signatures, equal verdicts.
-    Constant inputs enter by identity, since rules may read their values."""
-    sig = (layer.kind, layer.op, tuple((k, _freeze(v)) for k, v in layer.attrs.items()),
-           tuple((t.shape, t.dtype, id(t) if t.const else 0) for t in layer.inputs),
-           tuple((t.shape, t.dtype) for t in layer.outputs))
+    Constant inputs enter by identity, since rules may read their values. (Hot: one per layer.)"""
+    attrs = []
+    for k, v in layer.attrs.items():
+        attrs.append(k)
+        attrs.append(tuple(v) if v.__class__ is list else v)
+    ins = []
+    for t in layer.inputs:
+        ins.append(t.shape)
+        ins.append(t.dtype)
+        ins.append(id(t) if t.const else 0)
+    sig = (layer.kind, layer.op, tuple(attrs), tuple(ins), tuple([t.shape for t in layer.outputs]),
+           tuple([t.dtype for t in layer.outputs]))
     if neighbors is not None:
         sig += (tuple(p.kind if (p := neighbors.producer_of(layer, k)) else "" for k in range(len(layer.inputs))),
                 tuple(sorted(c.kind for c in neighbors.consumers_of(layer))))

@@ -366,25 +366,24 @@ def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
 
 def _finish(graph: Graph, model: onnx.ModelProto) -> None:
     data_prop = any(n.op in _SHAPE_MATH for n in graph.nodes)
-    _read_shapes(graph, _infer(model, graph.path, data_prop))
+    unknown = _read_shapes(graph, _infer(model, graph.path, data_prop))
     folding.fold(graph)
-    if _needs_refinement(graph):
+    if unknown and _needs_refinement(graph, unknown):
         _read_shapes(graph, _infer(_with_folded_values(model, graph), graph.path))
     for t in graph.tensors.values():
         t._static = None  # shapes changed while loading; recompute on first use
 
 
-def _needs_refinement(graph: Graph) -> bool:
-    """Shape inference could not follow some computed shape (a Reshape fed by Shape->Gather->Concat math)."""
+def _needs_refinement(graph: Graph, unknown: set[str]) -> bool:
+    """Shape inference could not follow some computed shape (a Reshape fed by Shape->Gather->Concat math) that
+    folding now knows: an unknown output of a node that is not folded and reads a computed constant."""
     tensors = graph.tensors
     for n in graph.nodes:
-        if n.index in graph.folded:
+        if n.index in graph.folded or not any(o in unknown for o in n.outputs):
             continue
-        for o in n.outputs:
-            t = tensors.get(o)
-            if o and (t is None or t.shape is None or not all(isinstance(d, int) for d in t.shape)):
-                return any(tensors[i].const and not tensors[i].weights and tensors[i]._value_known
-                           for i in n.inputs if i in tensors)
+        if any(tensors[i].const and not tensors[i].weights and tensors[i]._value_known
+               for i in n.inputs if i in tensors):
+            return True
     return False
 
 
@@ -424,9 +423,12 @@ def _shape_like(t: Tensor) -> bool:
     return n <= (4096 if t.dtype in ("int64", "int32") else 16)
 
 
-def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> None:
+def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> set[str]:
+    """Copy inferred shapes and dtypes into the graph; returns the tensors whose shape is still not static."""
     tensors = graph.tensors
     cache: dict[bytes, Shape] = {}
+    static: dict[Shape, bool] = {}
+    unknown: set[str] = set()
     for infos in (inferred.graph.value_info, inferred.graph.output):
         for vi in infos:
             name = vi.name
@@ -434,6 +436,11 @@ def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> None:
             if t is not None and t.const:
                 continue
             shape, dtype = _shape_of(vi.type, cache)
+            ok = shape is not None and static.get(shape)
+            if ok is None:
+                ok = static[shape] = _all_int(shape)
+            if not ok:
+                unknown.add(name)
             if t is None:
                 tensors[name] = Tensor(name, shape, dtype)
             else:
@@ -441,6 +448,7 @@ def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> None:
                     t.shape = shape
                 if dtype is not None:
                     t.dtype = dtype
+    return unknown
 
 
 def _all_int(shape: Shape) -> bool:
