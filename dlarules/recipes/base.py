@@ -81,6 +81,11 @@ class Context:
         return n
 
 
+def str_attr(node: gs.Node, name: str, default: str) -> str:
+    v = node.attrs.get(name, default)
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def assign(lst: list, items: list) -> None:
     """Replace the contents of a node's inputs/outputs (graphsurgeon's synchronized lists have no slice assignment)."""
     lst.clear()

@@ -19,5 +19,7 @@ RECIPES: dict[str, str] = {
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",
     "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",
     "fold-constants": "constant folding, removal of Identity and dead nodes",
+    "deconv-pad-to-slice": "padded ConvTranspose -> unpadded ConvTranspose followed by a cropping Slice",
+    "pad-into-conv": "zero Pad before a Conv -> the Conv's own padding",
     "softmax-transpose-fold": "Transpose -> Softmax -> inverse Transpose -> one Softmax on the original axis",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Change, Context, Recipe, chain, factor_window, replace
+from .base import Change, Context, Recipe, chain, factor_window, replace, str_attr
 
 # DLA limits the recipes aim for (POOL-WINDOW, POOL-PADDING, CONV-KERNEL in rules/); the fix re-checks the result.
 POOL_WINDOW = 8
@@ -98,7 +98,7 @@ def _check_avgpool(node: gs.Node, ctx: Context) -> str | None:
     if any(pads) and not a.get("count_include_pad", 0):
         return ("it excludes padding from the average (count_include_pad=0): a convolution divides every window by "
                 "the full size, so border values would differ")
-    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+    if str_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return "auto_pad SAME is not rewritten"
     if max(k) > CONV_KERNEL:
         return f"window {k[0]}x{k[1]} is over the {CONV_KERNEL}x{CONV_KERNEL} convolution kernel limit"
@@ -129,7 +129,7 @@ def _check_maxpool(node: gs.Node, ctx: Context) -> str | None:
         return "the Indices output is used"
     if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1])):
         return "ceil_mode or dilation is not rewritten"
-    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+    if str_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return "auto_pad SAME is not rewritten"
     if max(k) <= POOL_WINDOW:
         return f"window {k[0]}x{k[1]} already fits"

@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Change, Context, Recipe, assign, constant_value
+from .base import Change, Context, Recipe, assign, constant_value, str_attr
 
 NEAREST_MAX = 32   # RESIZE-NEAREST-SCALE
 _EMPTY = ""
-
-
-def _attr(node: gs.Node, name: str, default: str) -> str:
-    v = node.attrs.get(name, default)
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _io(ctx: Context, node: gs.Node) -> tuple[tuple | None, tuple | None]:
@@ -64,8 +59,8 @@ def _apply_sizes(node: gs.Node, ctx: Context) -> Change:
 
 def _nearest_exact_mode(node: gs.Node) -> bool:
     # Pixel replication: asymmetric coordinates with floor rounding compose exactly for integer factors.
-    return (_attr(node, "coordinate_transformation_mode", "half_pixel") == "asymmetric"
-            and _attr(node, "nearest_mode", "round_prefer_floor") == "floor")
+    return (str_attr(node, "coordinate_transformation_mode", "half_pixel") == "asymmetric"
+            and str_attr(node, "nearest_mode", "round_prefer_floor") == "floor")
 
 
 def _split_factor(s: int) -> tuple[int, int] | None:
@@ -77,7 +72,7 @@ def _split_factor(s: int) -> tuple[int, int] | None:
 
 def _upsampling(node: gs.Node, ctx: Context, mode: str) -> list[float] | str:
     """The 4 scales of a `mode` resize with static shapes, or why the recipe does not apply."""
-    if _attr(node, "mode", "nearest") != mode:
+    if str_attr(node, "mode", "nearest") != mode:
         return f"only {mode} resizes"
     scales = _scales(ctx, node)
     if scales is None or len(scales) != 4:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Change, Context, Recipe, assign, chain, constant_value, replace
+from .base import Change, Context, Recipe, assign, chain, constant_value, replace, str_attr
 
 # ---------------------------------------------------------------------------------------------- gemm-to-conv
 
@@ -246,4 +246,94 @@ RECIPES = [
            "fewer layers", _check_fold, _apply_fold,
            "Identity/Dropout (and a one-input Concat) pass their input through; constant subgraphs (weights computed "
            "by Cast, Transpose, DequantizeLinear...) are evaluated once with onnx-graphsurgeon."),
+]
+
+
+# ---------------------------------------------------------------------------------------------- padding
+
+
+def _check_deconv_pads(node: gs.Node, ctx: Context) -> str | None:
+    a = node.attrs
+    pads = list(a.get("pads", []))
+    if len(pads) != 4 or not any(pads):
+        return "needs a 2-D ConvTranspose with padding"
+    if any(a.get("output_padding", [0, 0])) or a.get("output_shape") or str_attr(node, "auto_pad", "NOTSET") != "NOTSET":
+        return "output_padding, output_shape or auto_pad are not rewritten"
+    if ctx.shape(node.outputs[0]) is None:
+        return "needs a static output shape"
+    return None
+
+
+def _apply_deconv_pads(node: gs.Node, ctx: Context) -> Change:
+    # A padded transposed convolution is the unpadded one with its border cropped: pads [t, l, b, r] remove t rows
+    # at the top, b at the bottom, l and r columns. The crop is a Slice (stride 1, constant bounds) DLA runs.
+    t, l, b, r = node.attrs["pads"]
+    n, c, h, w = ctx.shape(node.outputs[0])
+    y = node.outputs[0]
+    full = ctx.var(f"{node.name}/unpadded", like=y, shape=(n, c, h + t + b, w + l + r))
+    node.attrs["pads"] = [0, 0, 0, 0]
+    assign(node.outputs, [full])
+    starts = ctx.const(f"{node.name}/crop_starts", np.array([t, l], dtype=np.int64))
+    ends = ctx.const(f"{node.name}/crop_ends", np.array([t + h, l + w], dtype=np.int64))
+    axes = ctx.const(f"{node.name}/crop_axes", np.array([2, 3], dtype=np.int64))
+    crop = ctx.node("Slice", f"{node.name}/crop", [full, starts, ends, axes], [y])
+    return Change("deconv-pad-to-slice", node.name, f"ConvTranspose with pads {[t, l, b, r]} -> unpadded "
+                  f"ConvTranspose, then a Slice cropping the border", True, [node.name, crop.name], [])
+
+
+def _pad_parts(node: gs.Node, ctx: Context) -> tuple[list[int], gs.Node] | str:
+    """The (constant, zero) pads of a Pad node and the one Conv that reads it."""
+    if str_attr(node, "mode", "constant") != "constant":
+        return "only constant (zero) padding folds into a convolution"
+    pads = node.attrs.get("pads")
+    if pads is None and len(node.inputs) > 1:
+        v = constant_value(node.inputs[1])
+        pads = None if v is None else [int(x) for x in v.reshape(-1)]
+    if pads is None or len(pads) != 8:
+        return "needs constant pads of a 4-D tensor"
+    if len(node.inputs) > 2 and node.inputs[2].name:
+        v = constant_value(node.inputs[2])
+        if v is None or np.any(v != 0):
+            return "the pad value is not 0"
+    if len(node.inputs) > 3 and node.inputs[3].name:
+        return "an axes input is not rewritten"
+    if any(pads[i] for i in (0, 1, 4, 5)) or any(p < 0 for p in pads):
+        return "it pads N or C, or crops"
+    users = node.outputs[0].outputs
+    if len(users) != 1 or users[0].op != "Conv" or node.outputs[0] in ctx.graph.outputs:
+        return "its output is not read by exactly one Conv"
+    conv = users[0]
+    w = constant_value(conv.inputs[1]) if len(conv.inputs) > 1 else None
+    kernel = conv.attrs.get("kernel_shape") or (list(w.shape[2:]) if w is not None else [])
+    if str_attr(conv, "auto_pad", "NOTSET") != "NOTSET" or len(kernel) != 2:
+        return "the Conv uses auto_pad or is not 2-D"
+    return [pads[2], pads[3], pads[6], pads[7]], conv
+
+
+def _check_pad(node: gs.Node, ctx: Context) -> str | None:
+    got = _pad_parts(node, ctx)
+    return got if isinstance(got, str) else None
+
+
+def _apply_pad(node: gs.Node, ctx: Context) -> Change:
+    (t, l, b, r), conv = _pad_parts(node, ctx)
+    old = list(conv.attrs.get("pads", [0, 0, 0, 0]))
+    conv.attrs["pads"] = [old[0] + t, old[1] + l, old[2] + b, old[3] + r]
+    x = node.inputs[0]
+    assign(conv.inputs, [x if i is node.outputs[0] else i for i in conv.inputs])
+    name = node.name
+    ctx.remove(node)
+    return Change("pad-into-conv", name, f"zero Pad {[t, l, b, r]} folded into {conv.name}'s padding "
+                  f"(now {conv.attrs['pads']})", True, [conv.name], [name])
+
+
+RECIPES += [
+    Recipe("deconv-pad-to-slice", "Padded ConvTranspose -> unpadded ConvTranspose + crop", ("ConvTranspose",),
+           "always", "one Slice layer more", _check_deconv_pads, _apply_deconv_pads,
+           "DLA runs deconvolutions only without padding; the padding of a transposed convolution only removes "
+           "border rows and columns of its output, which a Slice does."),
+    Recipe("pad-into-conv", "Zero Pad before a Conv -> the Conv's own padding", ("Pad",), "always",
+           "one layer fewer", _check_pad, _apply_pad,
+           "Exporters (TensorFlow SAME padding, explicit nn.ZeroPad2d) write a Pad node that TensorRT turns into a "
+           "fill Slice (GPU before TensorRT 10.7); zero padding folds into the convolution's pads exactly."),
 ]
