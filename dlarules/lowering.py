@@ -966,7 +966,11 @@ def lower(graph: Graph, features: Mapping[str, Any] | None = None) -> LayerGraph
         if entry is None:
             _lower_unknown(lw, node)
         else:
-            entry[0](lw)
+            try:
+                entry[0](lw)
+            except Exception as exc:  # a node shape dlarules does not handle: flagged, never silently passed
+                del lw.layers[before:]
+                _lower_unknown(lw, node, f"not mapped by dlarules ({type(exc).__name__}: {exc})")
         if len(lw.layers) == before:
             noop_names.append(node.name)
     layers = _resolve_aliases(lw.layers, lw._aliases)
@@ -974,13 +978,13 @@ def lower(graph: Graph, features: Mapping[str, Any] | None = None) -> LayerGraph
     return LayerGraph(graph, layers, folded_names, noop_names, lw.features)
 
 
-def _lower_unknown(lw: Lowerer, node: Node) -> None:
+def _lower_unknown(lw: Lowerer, node: Node, reason: str | None = None) -> None:
     custom = node.domain not in ("", "ai.onnx")
-    if custom:
+    if custom and reason is None:
         lower_generic("PLUGIN")(lw)  # a custom-domain op needs a TensorRT plugin
         return
-    reason = ("this TensorRT release's ONNX parser has no importer for it" if node.op in lw._missing
-              else "unknown to dlarules")
+    reason = reason or ("this TensorRT release's ONNX parser has no importer for it" if node.op in lw._missing
+                        else "unknown to dlarules")
     ins = [lw.constant(lw.t(i)) for i in node.inputs if i]
     outs = [lw.t(o) for o in node.outputs if o]
     lw.add("UNKNOWN", {"reason": reason}, ins, outs[0] if outs else None)

@@ -357,11 +357,31 @@ def _build(model: onnx.ModelProto, path: str | None, base: str) -> Graph:
                           {a.name: _attr_value(a) for a in attrs} if attrs else {}))
     graph = Graph(path, _default_opset(model), nodes, tensors, inputs, [o.name for o in g.output],
                   model=model, base_dir=base)
+    _check_arity(graph)
     for o in g.output:
         shape, dtype = _shape_of(o.type)
         t = graph.tensor(o.name)
         t.shape, t.dtype = shape, dtype
     return graph
+
+
+def _check_arity(graph: Graph) -> None:
+    """A node missing a required input is a broken model: say which, rather than guess."""
+    need: dict[str, int] = {}
+    for n in graph.nodes:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        k = need.get(n.op)
+        if k is None:
+            try:
+                k = onnx.defs.get_schema(n.op, graph.opset, "").min_input
+            except Exception:  # an op onnx does not know: lowering reports it as unknown
+                k = 0
+            need[n.op] = k
+        have = sum(1 for i in n.inputs[:k] if i)
+        if have < k:
+            raise ModelError(graph.path or "<model>", f"node {n.name!r} ({n.op}) has {have} of its {k} required "
+                                                      f"inputs; the model is malformed")
 
 
 def _finish(graph: Graph, model: onnx.ModelProto) -> None:

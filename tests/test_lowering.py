@@ -139,3 +139,16 @@ def test_builder_fuses_flatten_with_the_fc_unsqueeze(db):
                                                          db.target("orin", "8.5").release.parser).layers]
     assert names == [("POOLING", "/GlobalAveragePool_0"), ("CONVOLUTION", "/Gemm_2"),
                      ("SHUFFLE", "reshape_after_/Gemm_2")]
+
+
+def test_a_node_the_lowering_cannot_handle_is_flagged_not_passed(monkeypatch, db):
+    import dlarules.lowering as lowering
+
+    def broken(lw):
+        raise ValueError("unexpected attribute combination")
+    monkeypatch.setitem(lowering.OP_TABLE, "Relu", (broken, "ACTIVATION", ""))
+    from dlarules.api import check
+    r = check(fixtures.build({"nodes": [{"op": "Relu"}]}), db, hardware="orin", trt="8.6")
+    (v,) = r.layers
+    assert v.kind == "UNKNOWN" and not v.on_dla
+    assert "not mapped by dlarules (ValueError: unexpected attribute combination)" in v.findings[0].message

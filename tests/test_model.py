@@ -127,3 +127,8 @@ def test_nameless_nodes_get_tensorrt_names():
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
     graph = load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     assert graph.nodes[0].name == "node_of_y"
+
+
+def test_node_missing_a_required_input_is_a_clear_error():
+    with pytest.raises(ModelError, match=r"'/Gemm_0' \(Gemm\) has 1 of its 2 required inputs"):
+        load_graph(fixtures.build({"inputs": {"x": [1, 16]}, "nodes": [{"op": "Gemm"}]}))
