@@ -230,7 +230,9 @@ class _Fixer:
                     if reason is None and not recipe.is_exact(node, ctx) and not self.allow_approx:
                         reason = "approximate here (changes the numbers): needs --allow-approx"
                 if reason is not None:
-                    if record:
+                    # "rewritten first" is no verdict on this recipe: if that other rewrite is reverted, the
+                    # next round tries this one
+                    if record and node is not None and id(node) not in ctx.removed:
                         self.decided[key] = reason
                     continue
                 change = recipe.apply(node, ctx)
@@ -277,8 +279,11 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     fixer = _Fixer(db, target, input_shapes, set(only) if only is not None else None,
                    set(exclude) if exclude is not None else None, allow_approx)
     before, model, after = fixer.run(model)
+    # a node that a kept rewrite took out (one recipe rewriting a chain of nodes) is fixed, not skipped
+    rewritten = {n for c in fixer.changes for n in c.removed_nodes}
     skipped = [Skipped(r, n, why) for (r, n), why in fixer.decided.items()
-               if why != "applied" and not any(s.recipe == r and s.node == n for s in fixer.reverted)]
+               if why != "applied" and n not in rewritten
+               and not any(s.recipe == r and s.node == n for s in fixer.reverted)]
     result = FixResult(str(source), before, after, model, fixer.changes, skipped, fixer.reverted)
     result.timings = {"load": load_s, **fixer.time}
     if verify and fixer.changes:

@@ -122,7 +122,11 @@ def splice(model: onnx.ModelProto, before: Iterable[onnx.NodeProto], after: onnx
     added = [n for n in after.graph.node if n.name not in old]
     g = model.graph
     known_inits = {i.name for i in g.initializer}
-    g.initializer.extend(i for i in after.graph.initializer if i.name not in known_inits)
+    fresh = [i for i in after.graph.initializer if i.name not in known_inits]
+    g.initializer.extend(fresh)
+    if model.ir_version < 4:
+        # IR < 4: every initializer must also be a graph input
+        g.input.extend(helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in fresh)
     nodes = []
     for n in g.node:
         if n.name in old:
@@ -174,8 +178,15 @@ def prune(model: onnx.ModelProto) -> None:
     used = needed | {i for n in g.node for i in n.input}
     inits = [i for i in g.initializer if i.name in used]
     if len(inits) != len(g.initializer):
+        dropped = {i.name for i in g.initializer} - {i.name for i in inits}
         del g.initializer[:]
         g.initializer.extend(inits)
+        # IR < 4 lists every initializer as a graph input too: a dropped weight must leave the inputs as well,
+        # or the model would ask the caller to feed it
+        if any(i.name in dropped for i in g.input):
+            kept = [i for i in g.input if i.name not in dropped]
+            del g.input[:]
+            g.input.extend(kept)
 
 
 def names_in_changed(before: Iterable[onnx.NodeProto], after: onnx.ModelProto) -> dict[str, list[str]]:

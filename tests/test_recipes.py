@@ -29,6 +29,10 @@ CASES = [
      {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "AveragePool", "attrs": {
          "kernel_shape": [9, 9], "strides": [4, 4], "pads": [4, 4, 4, 4], "count_include_pad": 1}}]},
      "depthwise Conv 9x9"),
+    ("avgpool-exclude-pad-to-mul", "POOL-AVG-EXCLUDE-PAD", ("xavier", "8.5", "fp16"),
+     {"inputs": {"x": [1, 8, 9, 10]}, "nodes": [{"op": "AveragePool", "attrs": {
+         "kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 0}}]},
+     "factors 1..2.25"),
     ("maxpool-cascade", "POOL-WINDOW", ("orin", "10.3", "fp16"),
      {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "MaxPool", "attrs": {
          "kernel_shape": [13, 13], "strides": [2, 2], "pads": [6, 6, 6, 6]}}]}, "cascade 8x8 -> 6x6"),
@@ -72,6 +76,11 @@ CASES = [
      "DepthToSpace 2 (CRD)"),
     ("space-to-depth-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
      {"nodes": [{"op": "SpaceToDepth", "attrs": {"blocksize": 2}}, {"op": "Relu"}]}, "SpaceToDepth 2 -> Conv"),
+    ("channel-shuffle-to-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 12, 5, 6]}, "initializers": {"s1": I64(1, 3, 4, 5, 6), "s2": I64(1, 12, 5, 6)},
+      "nodes": [{"op": "Relu"}, {"op": "Reshape", "inputs": ["t0", "s1"]},
+                {"op": "Transpose", "attrs": {"perm": [0, 2, 1, 3, 4]}}, {"op": "Reshape", "inputs": ["t2", "s2"]},
+                {"op": "Relu"}]}, "permuting 12 channels"),
     ("softmax-transpose-fold", "SHUFFLE-TRANSPOSE-XAVIER", ("xavier", "8.5", "fp16"),
      {"nodes": [{"op": "Transpose", "attrs": {"perm": [0, 2, 3, 1]}}, {"op": "Softmax", "attrs": {"axis": -1}},
                 {"op": "Transpose", "attrs": {"perm": [0, 3, 1, 2]}}]}, "Softmax(axis 1)"),
@@ -129,14 +138,6 @@ def test_approximate_recipe_needs_opt_in_and_reports_its_error(tmp_path, db):
     assert "RESIZE-LINEAR-SCALE" not in result.after.findings_by_rule()
 
 
-def test_avgpool_with_exclusive_padding_is_refused_with_reason(tmp_path, db):
-    spec = {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "AveragePool", "attrs": {
-        "kernel_shape": [9, 9], "pads": [4, 4, 4, 4], "count_include_pad": 0}}]}
-    _, result = run_case(tmp_path, db, "avgpool-to-conv", ("orin", "10.3", "fp16"), spec)
-    assert not result.changes
-    assert "count_include_pad=0" in result.skipped[0].reason
-
-
 def test_a_rewrite_that_does_not_move_to_dla_is_reverted(tmp_path, db):
     # sizes -> scales alone cannot bring an x8 bilinear resize to DLA (linear factors stop at 4)
     spec = {"inputs": {"x": [1, 4, 4, 4]}, "initializers": {"sz": I64(1, 4, 32, 32)},
@@ -144,3 +145,29 @@ def test_a_rewrite_that_does_not_move_to_dla_is_reverted(tmp_path, db):
     _, result = run_case(tmp_path, db, "resize-sizes-to-scales", ("xavier", "8.5", "fp16"), spec)
     assert not result.changes
     assert result.reverted and "RESIZE-LINEAR-SCALE" in result.reverted[0].reason
+
+
+def test_exclusive_padding_with_a_big_window(tmp_path, db):
+    # Xavier: a 9x9 exclusive-padding average pool trips POOL-WINDOW and POOL-AVG-EXCLUDE-PAD; the inclusive pool
+    # alone would not reach DLA (reverted), the depthwise convolution with the border correction does
+    spec = {"inputs": {"x": [1, 4, 20, 20]}, "nodes": [{"op": "AveragePool", "attrs": {
+        "kernel_shape": [9, 9], "pads": [4, 4, 4, 4], "count_include_pad": 0}}]}
+    path = tmp_path / "m.onnx"
+    path.write_bytes(fixtures.build(spec).SerializeToString())
+    result = fix(path, db, db.target("xavier", "8.5"))
+    assert [c.recipe for c in result.changes] == ["avgpool-to-conv"]
+    assert "border correction" in result.changes[0].detail
+    assert result.after.summary["layers_on_gpu"] == 0
+    assert result.proof.passed and result.proof.outputs[0].max_abs < 1e-5
+
+
+def test_chain_that_moves_pixels_is_not_a_channel_shuffle(tmp_path, db):
+    # Reshape -> Transpose -> Reshape through 5-D that swaps row halves: not a channel permutation
+    spec = {"inputs": {"x": [1, 4, 4, 6]}, "initializers": {"s1": I64(1, 4, 2, 2, 6), "s2": I64(1, 4, 4, 6)},
+            "nodes": [{"op": "Relu"}, {"op": "Reshape", "inputs": ["t0", "s1"]},
+                      {"op": "Transpose", "attrs": {"perm": [0, 1, 3, 2, 4]}},
+                      {"op": "Reshape", "inputs": ["t2", "s2"]}, {"op": "Relu"}]}
+    _, result = run_case(tmp_path, db, "channel-shuffle-to-conv", ("orin", "10.3", "fp16"), spec)
+    assert "SHUFFLE-RANK" in result.before.findings_by_rule()
+    assert not result.changes
+    assert any("not a channel permutation" in s.reason for s in result.skipped), result.skipped

@@ -6,6 +6,8 @@ RECIPES: dict[str, str] = {
     "gap-to-avgpool": "GlobalAveragePool/GlobalMaxPool -> AveragePool/MaxPool with window HxW, or a depthwise "
                       "convolution / cascade when HxW is over DLA's window limit",
     "avgpool-to-conv": "AveragePool with a window over 8 -> depthwise Convolution with constant 1/(k*k) weights",
+    "avgpool-exclude-pad-to-mul": "AveragePool excluding padding -> inclusive AveragePool times a constant border "
+                                  "correction",
     "maxpool-cascade": "MaxPool with a window over 8 -> a cascade of small max pools (windows compose)",
     "resize-sizes-to-scales": "Resize whose output size is computed from static shapes -> constant scales",
     "resize-nearest-two-step": "nearest upsampling beyond DLA's scale limit -> two exact nearest steps",
@@ -18,6 +20,8 @@ RECIPES: dict[str, str] = {
     "gemm-to-conv": "Flatten/Reshape + Gemm/MatMul with constant weights on a pooled 4D tensor -> 1x1 Convolution",
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",
     "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",
+    "channel-shuffle-to-conv": "channel shuffle (Reshape -> Transpose -> Reshape through 5-D) -> 1x1 Convolution "
+                               "with a permutation matrix",
     "fold-constants": "constant folding, removal of Identity and dead nodes",
     "deconv-pad-to-slice": "padded ConvTranspose -> unpadded ConvTranspose followed by a cropping Slice",
     "pad-into-conv": "zero Pad before a Conv -> the Conv's own padding",

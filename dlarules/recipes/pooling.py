@@ -94,15 +94,11 @@ def _check_avgpool(node: gs.Node, ctx: Context) -> str | None:
         return "only 2-D average pooling"
     if a.get("ceil_mode", 0):
         return "ceil_mode=1 changes the output size a convolution would give"
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if any(pads) and not a.get("count_include_pad", 0):
-        return ("it excludes padding from the average (count_include_pad=0): a convolution divides every window by "
-                "the full size, so border values would differ")
     if str_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return "auto_pad SAME is not rewritten"
     if max(k) > CONV_KERNEL:
         return f"window {k[0]}x{k[1]} is over the {CONV_KERNEL}x{CONV_KERNEL} convolution kernel limit"
-    if _nchw(ctx, node) is None:
+    if _nchw(ctx, node) is None or (_excludes_padding(node) and ctx.shape(node.outputs[0]) is None):
         return "needs a static 4-D NCHW input"
     return None
 
@@ -115,9 +111,15 @@ def _apply_avgpool(node: gs.Node, ctx: Context) -> Change:
     attrs = {"kernel_shape": [kh, kw], "group": c, "strides": list(a.get("strides", [1, 1])),
              "pads": list(a.get("pads", [0, 0, 0, 0]))}
     name = node.name
-    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("Conv", [weight], attrs)]))
+    steps = [("Conv", [weight], attrs)]
+    detail, extra = "", 0
+    if _excludes_padding(node):
+        scale, detail = _border_correction(node, ctx)
+        steps.append(("Mul", [scale], {}))
+        detail, extra = f" x {detail}", int(scale.values.size)
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, steps))
     return Change("avgpool-to-conv", name, f"AveragePool {kh}x{kw} -> depthwise Conv {kh}x{kw} with weights "
-                  f"1/{kh * kw}", True, names, [name], c * kh * kw)
+                  f"1/{kh * kw}{detail}", True, names, [name], c * kh * kw + extra)
 
 
 def _check_maxpool(node: gs.Node, ctx: Context) -> str | None:
@@ -212,7 +214,8 @@ RECIPES = [
     Recipe("avgpool-to-conv", "AveragePool over 8 -> depthwise Convolution", ("AveragePool",), "always",
            "same layer count; adds C*kh*kw weights", _check_avgpool, _apply_avgpool,
            "Exact with inclusive padding (count_include_pad=1) or no padding; with exclusive padding the border "
-           "windows are divided by fewer elements, which a convolution cannot do, so the recipe refuses."),
+           "windows are divided by fewer elements, so a constant border correction (see avgpool-exclude-pad-to-mul) "
+           "multiplies the convolution's output."),
     Recipe("maxpool-cascade", "MaxPool over 8 -> cascade of small max pools", ("MaxPool",), "always",
            "one pooling layer per step", _check_maxpool, _apply_maxpool,
            "Stride-1 max windows compose (k1 + k2 - 1); the padding is spread over the steps and the last step "
@@ -220,4 +223,67 @@ RECIPES = [
     Recipe("reducemean-to-pool", "ReduceMean over H,W -> pooling", ("ReduceMean",), "always",
            "as gap-to-avgpool", _check_reducemean, _apply_reducemean,
            "A mean over H and W with keepdims is a global average pool; see gap-to-avgpool."),
+]
+
+
+# ---------------------------------------------------------------------------------------------- exclusive padding
+
+
+def _valid_counts(size: int, k: int, stride: int, pad_pre: int, out: int) -> np.ndarray:
+    """For each output position along one axis, how many window elements fall inside the unpadded input."""
+    starts = np.arange(out) * stride - pad_pre
+    return np.minimum(starts + k, size) - np.maximum(starts, 0)
+
+
+def _check_exclude_pad(node: gs.Node, ctx: Context) -> str | None:
+    a = node.attrs
+    if len(list(a.get("kernel_shape", []))) != 2:
+        return "only 2-D average pooling"
+    if a.get("count_include_pad", 0) or not any(a.get("pads", [0, 0, 0, 0])):
+        return "it has no padding excluded from the average"
+    if a.get("ceil_mode", 0):
+        return "ceil_mode=1 windows may run past the padding; not rewritten"
+    if str_attr(node, "auto_pad", "NOTSET") != "NOTSET":
+        return "auto_pad is not rewritten (explicit pads only)"
+    if _nchw(ctx, node) is None or ctx.shape(node.outputs[0]) is None:
+        return "needs static 4-D NCHW input and output shapes"
+    return None
+
+
+def _excludes_padding(node: gs.Node) -> bool:
+    return not node.attrs.get("count_include_pad", 0) and any(node.attrs.get("pads", [0, 0, 0, 0]))
+
+
+def _border_correction(node: gs.Node, ctx: Context) -> tuple[gs.Constant, str]:
+    """The constant that turns an inclusive average into the exclusive one: kh*kw / (real elements per window)."""
+    a = node.attrs
+    kh, kw = a["kernel_shape"]
+    sh, sw = list(a.get("strides", [1, 1]))
+    pads = list(a["pads"])
+    _, c, h, w = _nchw(ctx, node)
+    _, _, oh, ow = ctx.shape(node.outputs[0])
+    valid = np.outer(_valid_counts(h, kh, sh, pads[0], oh), _valid_counts(w, kw, sw, pads[1], ow))
+    factor = (kh * kw) / valid.astype(np.float64)
+    # full C x H x W constant: DLA's elementwise broadcasting takes equal shapes (or NC11 / N111), not 11HW
+    scale = ctx.const(f"{node.name}/pad_correction", np.broadcast_to(factor, (1, c, oh, ow)).astype(np.float32))
+    return scale, f"a constant border correction ({oh}x{ow}, factors {factor.min():g}..{factor.max():g})"
+
+
+def _apply_exclude_pad(node: gs.Node, ctx: Context) -> Change:
+    kh, kw = node.attrs["kernel_shape"]
+    scale, detail = _border_correction(node, ctx)
+    attrs = {**node.attrs, "count_include_pad": 1}
+    name = node.name
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("AveragePool", [], attrs), ("Mul", [scale], {})]))
+    return Change("avgpool-exclude-pad-to-mul", name, f"AveragePool {kh}x{kw} excluding padding -> inclusive "
+                  f"AveragePool x {detail}", True, names, [name], int(scale.values.size))
+
+
+RECIPES += [
+    Recipe("avgpool-exclude-pad-to-mul", "AveragePool excluding padding -> inclusive AveragePool x border correction",
+           ("AveragePool",), "always", "one Mul layer more; adds C*Ho*Wo constants", _check_exclude_pad,
+           _apply_exclude_pad,
+           "With count_include_pad=0 a border window is divided by the number of real elements it covers; "
+           "inclusive pooling divides by kh*kw. Multiplying the inclusive result by kh*kw / count, a constant map "
+           "known from the shapes, gives the exclusive average (Xavier's DLA pools only inclusively)."),
 ]

@@ -337,3 +337,88 @@ RECIPES += [
            "Exporters (TensorFlow SAME padding, explicit nn.ZeroPad2d) write a Pad node that TensorRT turns into a "
            "fill Slice (GPU before TensorRT 10.7); zero padding folds into the convolution's pads exactly."),
 ]
+
+
+# ---------------------------------------------------------------------------------------------- channel shuffle
+
+# Verifying the permutation evaluates the chain on an index tensor of the activation's size: bound it.
+_MAX_VERIFY_ELEMENTS = 1 << 24
+
+
+def _shuffle_chain(node: gs.Node) -> tuple[gs.Node, gs.Node, gs.Node] | str:
+    """(Reshape, Transpose, Reshape) containing `node`, each intermediate read only by the next."""
+    def only_reader(t: gs.Tensor, op: str) -> gs.Node | None:
+        return t.outputs[0] if len(t.outputs) == 1 and t.outputs[0].op == op else None
+
+    def producer(t: gs.Tensor, op: str) -> gs.Node | None:
+        return t.inputs[0] if len(t.inputs) == 1 and t.inputs[0].op == op and len(t.outputs) == 1 else None
+
+    if node.op == "Transpose":
+        first, mid = producer(node.inputs[0], "Reshape"), node
+    elif node.op == "Reshape" and only_reader(node.outputs[0], "Transpose") is not None:
+        first, mid = node, node.outputs[0].outputs[0]
+    elif node.op == "Reshape" and producer(node.inputs[0], "Transpose") is not None:
+        mid = node.inputs[0].inputs[0]
+        first = producer(mid.inputs[0], "Reshape")
+    else:
+        return "not part of a Reshape -> Transpose -> Reshape chain"
+    last = only_reader(mid.outputs[0], "Reshape") if first is not None else None
+    if first is None or last is None:
+        return "not part of a Reshape -> Transpose -> Reshape chain"
+    return first, mid, last
+
+
+def _channel_permutation(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Node, gs.Node, gs.Node], np.ndarray] | str:
+    """The chain and the channel permutation p it computes (out[:, c] = in[:, p[c]]), or why it is not one."""
+    chain_ = _shuffle_chain(node)
+    if isinstance(chain_, str):
+        return chain_
+    first, mid, last = chain_
+    src, mid_in, out = first.inputs[0], mid.inputs[0], last.outputs[0]
+    shape, mid_shape = ctx.shape(src), ctx.shape(mid_in)
+    if shape is None or len(shape) != 4 or ctx.shape(out) != shape or mid_shape is None:
+        return "needs static shapes, 4-D NCHW in and the same 4-D shape out"
+    if int(np.prod(shape)) > _MAX_VERIFY_ELEMENTS:
+        return f"the tensor ({'x'.join(map(str, shape))}) is too large to verify the permutation"
+    # Transpose without perm reverses the axes
+    perm = list(mid.attrs["perm"]) if "perm" in mid.attrs else list(range(len(mid_shape)))[::-1]
+    # Evaluate the chain on the element indices: it is a channel permutation when every output channel is one
+    # whole input channel, the same one at every batch, row and column.
+    idx = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    got = idx.reshape(mid_shape).transpose(perm).reshape(shape)
+    n, c, h, w = shape
+    p = (got[0, :, 0, 0] // (h * w)) % c
+    if sorted(p.tolist()) != list(range(c)) or not np.array_equal(got, idx[:, p, :, :]):
+        return "the chain moves elements across rows, columns or batches: not a channel permutation"
+    return chain_, p
+
+
+def _check_channel_shuffle(node: gs.Node, ctx: Context) -> str | None:
+    got = _channel_permutation(node, ctx)
+    return got if isinstance(got, str) else None
+
+
+def _apply_channel_shuffle(node: gs.Node, ctx: Context) -> Change:
+    (first, mid, last), p = _channel_permutation(node, ctx)
+    c = len(p)
+    w = np.zeros((c, c, 1, 1), dtype=np.float32)
+    w[np.arange(c), p, 0, 0] = 1.0
+    x, y = first.inputs[0], last.outputs[0]
+    names = [first.name, mid.name, last.name]
+    for n in (first, mid, last):
+        ctx.remove(n)
+    weight = ctx.const(f"{mid.name}/perm_weight", w)
+    conv = ctx.node("Conv", f"{mid.name}/Conv", [x, weight], [y], kernel_shape=[1, 1])
+    return Change("channel-shuffle-to-conv", mid.name, f"Reshape -> Transpose -> Reshape permuting {c} channels -> "
+                  f"Conv 1x1 with a 0/1 permutation matrix", True, [conv.name], names, int(w.size))
+
+
+RECIPES += [
+    Recipe("channel-shuffle-to-conv", "Channel shuffle (Reshape -> Transpose -> Reshape) -> 1x1 Conv",
+           ("Reshape", "Transpose"), "always", "one layer instead of two or three; adds C*C weights",
+           _check_channel_shuffle, _apply_channel_shuffle,
+           "ShuffleNet's channel shuffle reshapes NCHW to 5-D, swaps the group axes and reshapes back: a 5-D shuffle "
+           "DLA cannot run. The composite is a permutation of channels, which a 1x1 convolution with a 0/1 "
+           "matrix computes exactly (each output is one input times 1). The permutation is derived by evaluating the "
+           "chain on element indices, so any Reshape/Transpose/Reshape that only permutes channels qualifies."),
+]
