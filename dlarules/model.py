@@ -121,9 +121,14 @@ class Graph:
 # ---------------------------------------------------------------------------------------------- loading
 
 def parse_input_shapes(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
-    """['images:1x3x640x640'] -> {'images': (1, 3, 640, 640)}. The name may itself contain ':'."""
+    """['images:1x3x640x640'] -> {'images': (1, 3, 640, 640)}. The name may itself contain ':'. trtexec's
+    --shapes list form ('a:1x3x8x8,b:1x4') is accepted too, so a trtexec command line can be reused."""
     out: dict[str, tuple[int, ...]] = {}
+    items = []
     for spec in specs or ():
+        parts = str(spec).split(",")
+        items += parts if len(parts) > 1 and all(":" in p for p in parts) else [spec]
+    for spec in items:
         name, sep, dims = str(spec).rpartition(":")
         if not sep or not name or not re.fullmatch(r"\d+(x\d+)*", dims.strip()):
             raise OptionError("--input-shape", f"{spec!r} is not NAME:DIMS such as images:1x3x640x640")

@@ -89,11 +89,15 @@ def test_input_shape_fixes_dynamic_dims():
 
 @pytest.mark.parametrize("spec,msg", [
     ("images", "NAME:DIMS"), ("images:1x3", "rank 4"), ("other:1x3x4x4", "no input 'other'"),
-    ("images:0x3x4x4", "positive"),
+    ("images:0x3x4x4", "positive"), ("images:1,3,4,4", "NAME:DIMS"),
 ])
 def test_bad_input_shapes(spec, msg):
     with pytest.raises(OptionError, match=msg):
         load_graph(dynamic_model(), parse_input_shapes([spec]))
+
+
+def test_input_shapes_in_trtexec_list_form():
+    assert parse_input_shapes(["a:1x3x8x8,b:1x4", "c:2"]) == {"a": (1, 3, 8, 8), "b": (1, 4), "c": (2,)}
 
 
 def test_fixed_dim_conflict():
