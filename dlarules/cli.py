@@ -181,6 +181,7 @@ def fix(
     rtol: float = typer.Option(1e-3, "--rtol", help="Relative tolerance of the proof."),
     atol: float = typer.Option(1e-4, "--atol", help="Absolute tolerance of the proof."),
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    all_: bool = typer.Option(False, "--all", help="List every layer left on GPU and every recipe not applied."),
 ) -> None:
     """Rewrite MODEL so more of it runs on DLA, prove it computes the same function, and write MODEL.dla.onnx.
 
@@ -207,7 +208,7 @@ def fix(
         data["output"] = str(written) if written else None
         typer.echo(json.dumps(data, indent=2))
     else:
-        typer.echo(render_fix(result, written, dry_run), nl=False)
+        typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
     raise typer.Exit(1 if failed else 0)
 
 

@@ -14,8 +14,8 @@ from onnx import helper
 from .model import Graph
 
 # Ops whose single-use links a neighbourhood follows (the patterns recipes look at: Flatten/Reshape before a
-# Gemm, Transpose around a Softmax, ...). Constants feeding the neighbourhood always come along.
-_RADIUS = 2
+# Gemm through element-wise ops, Transpose around a Softmax, ...). Constants feeding it always come along.
+_RADIUS = 3
 
 
 @dataclass

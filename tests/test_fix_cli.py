@@ -91,3 +91,17 @@ def test_unknown_recipe_and_recipes_commands():
     assert r.returncode == 0 and "cures: POOL-INT8-AVG, POOL-PADDING, POOL-WINDOW" in r.stdout
     r = run_cli("recipes", "show", "gap-to-avgpol")
     assert r.returncode == 2 and "did you mean gap-to-avgpool" in r.stderr
+
+
+def test_long_lists_are_grouped_unless_all(tmp_path):
+    # 12 Erf layers nothing can cure: grouped by rule in the default text, every one with --all
+    src = tmp_path / "erf.onnx"
+    src.write_bytes(fixtures.build({"inputs": {"x": [1, 4, 8, 8]},
+                                    "nodes": [{"op": "Erf"} for _ in range(12)]}).SerializeToString())
+    r = run_cli("fix", str(src), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    grouped = [line for line in r.stdout.splitlines() if line.startswith("  still on GPU")]
+    assert len(grouped) == 1 and "still on GPU by UNARY-OP: 12 layer(s), e.g. UNARY:" in grouped[0], r.stdout
+    assert "--all lists every layer" in r.stdout
+    r = run_cli("fix", str(src), "--dry-run", "--all")
+    assert sum(line.startswith("  still on GPU: UNARY:") for line in r.stdout.splitlines()) == 12

@@ -68,6 +68,12 @@ CASES = [
                                                         "b": {"shape": [16], "value": 0.5}},
       "nodes": [{"op": "Relu"}, {"op": "Flatten"}, {"op": "Gemm", "inputs": ["t1", "w", "b"], "attrs": {"transB": 1}}]},
      "Conv 7x7 (16 outputs)"),
+    ("gemm-to-conv", "GEN-RANK", ("orin", "10.3", "fp16"),
+     {"inputs": {"x": [1, 4, 1, 1]}, "initializers": {"w": {"shape": [8, 4], "value": 0.25},
+                                                      "r": {"shape": [], "value": 0.5}, "s": I64(1, 8, 1, 1)},
+      "nodes": [{"op": "Relu"}, {"op": "Flatten"}, {"op": "Relu"}, {"op": "Dropout", "inputs": ["t2", "r"]},
+                {"op": "Gemm", "inputs": ["t3", "w"], "attrs": {"transB": 1}}, {"op": "Reshape", "inputs": ["t4", "s"]}]},
+     "Flatten + Relu Dropout + MatMul on 4x1x1"),
     ("depth-to-space-deconv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
      {"nodes": [{"op": "DepthToSpace", "attrs": {"blocksize": 2, "mode": "DCR"}}, {"op": "Relu"}]},
      "DepthToSpace 2 (DCR)"),
@@ -171,3 +177,21 @@ def test_chain_that_moves_pixels_is_not_a_channel_shuffle(tmp_path, db):
     assert "SHUFFLE-RANK" in result.before.findings_by_rule()
     assert not result.changes
     assert any("not a channel permutation" in s.reason for s in result.skipped), result.skipped
+
+
+def test_classifier_head_of_fully_connected_layers_stays_4d(tmp_path, db):
+    # VGG/AlexNet-style head: Flatten -> Gemm -> Relu -> Gemm. Round by round each Gemm becomes a convolution and
+    # the Relu moves before the Flatten, until only the final Flatten is 2-D.
+    spec = {"inputs": {"x": [1, 8, 3, 3]},
+            "initializers": {"w1": {"shape": [16, 72], "value": 0.01}, "b1": {"shape": [16], "value": 0.1},
+                             "w2": {"shape": [10, 16], "value": -0.2}, "b2": {"shape": [10], "value": 0.3}},
+            "nodes": [{"op": "Flatten"}, {"op": "Gemm", "inputs": ["t0", "w1", "b1"], "attrs": {"transB": 1}},
+                      {"op": "Relu"}, {"op": "Gemm", "inputs": ["t2", "w2", "b2"], "attrs": {"transB": 1}}]}
+    path = tmp_path / "m.onnx"
+    path.write_bytes(fixtures.build(spec).SerializeToString())
+    result = fix(path, db, db.target("orin", "10.3"))
+    assert [c.recipe for c in result.changes] == ["gemm-to-conv", "gemm-to-conv"]
+    assert "Relu + Gemm" in result.changes[1].detail
+    gpu = [v for v in result.after.layers if not v.on_dla]
+    assert [v.kind for v in gpu] == ["SHUFFLE"] and result.before.summary["layers_on_gpu"] > 1
+    assert result.proof.passed

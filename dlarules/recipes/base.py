@@ -63,7 +63,12 @@ class Context:
         return gs.Constant(self.name(base), np.ascontiguousarray(value))
 
     def var(self, base: str, like: gs.Tensor | None = None, shape: tuple | None = None) -> gs.Variable:
-        return gs.Variable(self.name(base), dtype=like.dtype if like is not None else np.float32, shape=shape)
+        dtype = like.dtype if like is not None else np.float32
+        name = self.name(base)
+        if shape is not None:
+            self.shapes[name] = tuple(shape)   # later recipes in the same round see it
+        # a shape without a dtype cannot be exported as value info: leave both to shape inference then
+        return gs.Variable(name, dtype=dtype, shape=shape if dtype is not None else None)
 
     def remove(self, node: gs.Node) -> None:
         """Take a node out of the graph; its name is free again for the node that replaces it."""

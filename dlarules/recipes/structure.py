@@ -10,8 +10,23 @@ from .base import Change, Context, Recipe, assign, chain, constant_value, replac
 # ---------------------------------------------------------------------------------------------- gemm-to-conv
 
 
-def _flatten_source(ctx: Context, a: gs.Tensor) -> gs.Tensor | None:
-    """The 4-D tensor that a Flatten(axis=1) or a Reshape to [N, C*H*W] made `a` from."""
+# Element-wise ops with one data input commute with a reshape: they can run before the Flatten instead of after.
+_POINTWISE = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Softplus", "HardSigmoid", "HardSwish",
+              "Clip", "Identity", "Dropout", "Abs", "Neg", "Exp", "Sqrt", "Mish"}
+
+
+def _flatten_source(ctx: Context, a: gs.Tensor) -> tuple[gs.Tensor, list[gs.Node]] | None:
+    """The 4-D tensor that a Flatten(axis=1) or a Reshape to [N, C*H*W] made `a` from, and the element-wise nodes
+    between that flatten and `a` (each the only reader of its input)."""
+    pointwise: list[gs.Node] = []
+    while len(a.inputs) == 1 and a.inputs[0].op in _POINTWISE and len(a.inputs[0].inputs[0].outputs) == 1:
+        node = a.inputs[0]
+        if node.op == "Dropout" and len(node.outputs) > 1 and node.outputs[1].outputs:
+            return None
+        if any(i.name and not isinstance(i, gs.Constant) and constant_value(i) is None for i in node.inputs[1:]):
+            return None
+        pointwise.insert(0, node)
+        a = node.inputs[0]
     if len(a.inputs) != 1:
         return None
     prod = a.inputs[0]
@@ -20,15 +35,15 @@ def _flatten_source(ctx: Context, a: gs.Tensor) -> gs.Tensor | None:
     if shape is None or len(shape) != 4:
         return None
     if prod.op == "Flatten" and prod.attrs.get("axis", 1) == 1:
-        return src
+        return src, pointwise
     if prod.op == "Reshape":
         out = ctx.shape(a)
         if out is not None and out == (shape[0], shape[1] * shape[2] * shape[3]):
-            return src
+            return src, pointwise
     return None
 
 
-def _gemm_parts(node: gs.Node, ctx: Context) -> tuple[gs.Tensor, np.ndarray, np.ndarray | None] | str:
+def _gemm_parts(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Tensor, list[gs.Node]], np.ndarray, np.ndarray | None] | str:
     a = node.attrs
     if node.op == "Gemm" and a.get("transA", 0):
         return "transA is not rewritten"
@@ -37,7 +52,7 @@ def _gemm_parts(node: gs.Node, ctx: Context) -> tuple[gs.Tensor, np.ndarray, np.
         return "the weights are not a constant matrix"
     src = _flatten_source(ctx, node.inputs[0])
     if src is None:
-        return "its input is not a Flatten/Reshape of a static 4-D tensor"
+        return "its input is not a Flatten/Reshape of a static 4-D tensor (through element-wise ops)"
     if node.op == "Gemm":
         w = (w if a.get("transB", 0) else w.T) * float(a.get("alpha", 1.0))   # -> [K, C*H*W]
         bias = constant_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
@@ -56,7 +71,7 @@ def _check_gemm(node: gs.Node, ctx: Context) -> str | None:
     parts = _gemm_parts(node, ctx)
     if isinstance(parts, str):
         return parts
-    src, w, _ = parts
+    (src, _), w, _ = parts
     n, c, h, wd = ctx.shape(src)
     if w.shape[1] != c * h * wd:
         return f"weights of {w.shape[1]} inputs do not match {c}x{h}x{wd}"
@@ -64,8 +79,10 @@ def _check_gemm(node: gs.Node, ctx: Context) -> str | None:
 
 
 def _apply_gemm(node: gs.Node, ctx: Context) -> Change:
-    src, w, bias = _gemm_parts(node, ctx)
+    (src, pointwise), w, bias = _gemm_parts(node, ctx)
     n, c, h, wd = ctx.shape(src)
+    moved = _move_before_flatten(pointwise, src)
+    src = pointwise[-1].outputs[0] if pointwise else src
     k = w.shape[0]
     name = node.name
     weight = ctx.const(f"{name}/conv_weight", w.reshape(k, c, h, wd).astype(np.float32))
@@ -75,9 +92,21 @@ def _apply_gemm(node: gs.Node, ctx: Context) -> Change:
     mid = ctx.var(f"{name}/conv_out", like=y, shape=(n, k, 1, 1))
     conv = ctx.node("Conv", f"{name}/Conv", ins, [mid], kernel_shape=[h, wd])
     flat = ctx.node("Flatten", f"{name}/Flatten", [mid], [y], axis=1)
-    return Change("gemm-to-conv", name, f"Flatten + {'Gemm' if bias is not None else 'MatMul'} on {c}x{h}x{wd} -> "
-                  f"Conv {h}x{wd} ({k} outputs) on the 4-D tensor, then Flatten", True, [conv.name, flat.name],
-                  [name])
+    return Change("gemm-to-conv", name, f"Flatten + {moved}{'Gemm' if bias is not None else 'MatMul'} on "
+                  f"{c}x{h}x{wd} -> Conv {h}x{wd} ({k} outputs) on the 4-D tensor, then Flatten", True,
+                  [conv.name, flat.name], [name])
+
+
+def _move_before_flatten(pointwise: list[gs.Node], src: gs.Tensor) -> str:
+    """Let the element-wise chain read the 4-D tensor (the Flatten it read from is left to cleanup). Returns the
+    ops moved, for the change's description."""
+    if not pointwise:
+        return ""
+    first = pointwise[0]
+    assign(first.inputs, [src] + list(first.inputs[1:]))
+    for node in pointwise:
+        node.outputs[0].shape = None   # now 4-D: let the exporter infer it
+    return " ".join(n.op for n in pointwise) + " + "
 
 
 # ---------------------------------------------------------------------------------------------- depth <-> space

@@ -3,10 +3,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fix import FixResult
+from ..fix import FixResult, Skipped
+
+# Beyond this many lines a list is grouped (by recipe and reason, or by rule); --all lists every line.
+_LIST = 10
+_EXAMPLES = 3
 
 
-def render_fix(result: FixResult, written: Path | None, dry_run: bool) -> str:
+def _skipped_lines(skipped: list[Skipped], prefix: str, every: bool) -> list[str]:
+    if every or len(skipped) <= _LIST:
+        return [f"  {prefix}{s.recipe} on {s.node}: {s.reason}" for s in skipped]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        groups.setdefault((s.recipe, s.reason), []).append(s.node)
+    out = []
+    for (recipe, reason), nodes in groups.items():
+        where = nodes[0] if len(nodes) == 1 else (
+            f"{len(nodes)} nodes ({', '.join(nodes[:_EXAMPLES])}{', ...' if len(nodes) > _EXAMPLES else ''})")
+        out.append(f"  {prefix}{recipe} on {where}: {reason}")
+    return out
+
+
+def _gpu_lines(result: FixResult, every: bool) -> list[str]:
+    layers = result.after.gpu_layers
+    why = {id(v): "; ".join(f"{f.rule}: {f.message}" for f in v.findings)
+           or "its DLA subgraph is past the loadable limit" for v in layers}
+    if every or len(layers) <= _LIST:
+        return [f"  still on GPU: {v.kind}: {v.name} ({why[id(v)]})" for v in layers]
+    groups: dict[str, list] = {}
+    for v in layers:
+        groups.setdefault(v.findings[0].rule if v.findings else "loadable limit", []).append(v)
+    out = []
+    for rule, group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        names = ", ".join(f"{v.kind}: {v.name}" for v in group[:_EXAMPLES]) + (", ..." if len(group) > _EXAMPLES else "")
+        out.append(f"  still on GPU by {rule}: {len(group)} layer(s), e.g. {names}")
+    out.append("  (--all lists every layer and every recipe not applied)")
+    return out
+
+
+def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bool = False) -> str:
     b, a = result.before.summary, result.after.summary
     t = result.after.target
     out = [f"dlarules fix: {result.source}", f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}", ""]
@@ -19,20 +54,16 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool) -> str:
             extra = f", +{c.extra_weights} weights" if c.extra_weights else ""
             out.append(f"  {c.recipe} on {c.node} [{kind}{extra}] (for {', '.join(c.cures)})")
             out.append(f"      {c.detail}")
-    for s in result.reverted:
-        out.append(f"  not kept: {s.recipe} on {s.node}: {s.reason}")
+    out += _skipped_lines(result.reverted, "not kept: ", every)
     if result.skipped:
         out.append(f"not applied ({len(result.skipped)}):")
-        for s in result.skipped:
-            out.append(f"  {s.recipe} on {s.node}: {s.reason}")
+        out += _skipped_lines(result.skipped, "", every)
     out.append("")
     out.append(f"placement before: {b['layers_on_gpu']} GPU layer(s), {b['dla_subgraphs']} DLA subgraph(s), "
                f"{b['transitions']} transition(s)")
     out.append(f"placement after:  {a['layers_on_gpu']} GPU layer(s), {a['dla_subgraphs']} DLA subgraph(s), "
                f"{a['transitions']} transition(s)")
-    for v in result.after.gpu_layers:
-        why = "; ".join(f"{f.rule}: {f.message}" for f in v.findings) or "its DLA subgraph is past the loadable limit"
-        out.append(f"  still on GPU: {v.kind}: {v.name} ({why})")
+    out += _gpu_lines(result, every)
     out.append("")
     if result.proof is None:
         out.append("proof: not run (--no-verify)" if result.changes else "proof: nothing to prove")
