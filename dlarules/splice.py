@@ -95,9 +95,10 @@ def extract(ix: Index, nodes: list[onnx.NodeProto], graph: Graph) -> onnx.ModelP
             continue
         inputs.append(_value_info(graph, i))
     outputs = []
+    inside = {id(n) for n in nodes}   # by identity: NodeProto == compares whole messages (slow)
     for n in nodes:
         for o in n.output:
-            if o and (o in ix.outputs or any(r not in nodes for r in ix.readers.get(o, []))):
+            if o and (o in ix.outputs or any(id(r) not in inside for r in ix.readers.get(o, []))):
                 outputs.append(_value_info(graph, o))
     g = helper.make_graph(list(nodes), "neighbourhood", inputs, outputs, initializer=inits)
     m = helper.make_model(g, opset_imports=list(ix.model.opset_import))
@@ -176,11 +177,12 @@ def prune(model: onnx.ModelProto) -> None:
         del g.node[:]
         g.node.extend(keep)
     used = needed | {i for n in g.node for i in n.input}
-    inits = [i for i in g.initializer if i.name in used]
-    if len(inits) != len(g.initializer):
-        dropped = {i.name for i in g.initializer} - {i.name for i in inits}
-        del g.initializer[:]
-        g.initializer.extend(inits)
+    dropped = {i.name for i in g.initializer if i.name not in used}
+    if dropped:
+        # delete in place: re-adding the kept ones would copy every weight of the model
+        for k in range(len(g.initializer) - 1, -1, -1):
+            if g.initializer[k].name in dropped:
+                del g.initializer[k]
         # IR < 4 lists every initializer as a graph input too: a dropped weight must leave the inputs as well,
         # or the model would ask the caller to feed it
         if any(i.name in dropped for i in g.input):

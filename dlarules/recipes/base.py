@@ -42,6 +42,7 @@ class Context:
         self._counter = itertools.count()
         self.firing: set[str] = set()   # the rule IDs behind this application (a recipe may adapt to them)
         self.removed: set[int] = set()  # ids of nodes taken out (graphsurgeon's Node == compares attributes: slow)
+        self.memo: dict[Any, Any] = {}  # what a recipe worked out about a pattern, for its other nodes and apply
 
     def shape(self, t: gs.Tensor) -> tuple | None:
         shape = self.shapes.get(t.name)

@@ -402,6 +402,14 @@ def _channel_permutation(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Node, gs
     chain_ = _shuffle_chain(node)
     if isinstance(chain_, str):
         return chain_
+    key = ("channel-shuffle", *map(id, chain_))
+    if key not in ctx.memo:   # the chain is kept in the value: its ids cannot be reused while memoized
+        ctx.memo[key] = (chain_, _permutation_of(chain_, ctx))
+    got = ctx.memo[key][1]
+    return got if isinstance(got, str) else (chain_, got)
+
+
+def _permutation_of(chain_: tuple[gs.Node, gs.Node, gs.Node], ctx: Context) -> np.ndarray | str:
     first, mid, last = chain_
     src, mid_in, out = first.inputs[0], mid.inputs[0], last.outputs[0]
     shape, mid_shape = ctx.shape(src), ctx.shape(mid_in)
@@ -419,7 +427,7 @@ def _channel_permutation(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Node, gs
     p = (got[0, :, 0, 0] // (h * w)) % c
     if sorted(p.tolist()) != list(range(c)) or not np.array_equal(got, idx[:, p, :, :]):
         return "the chain moves elements across rows, columns or batches: not a channel permutation"
-    return chain_, p
+    return p
 
 
 def _check_channel_shuffle(node: gs.Node, ctx: Context) -> str | None:
