@@ -150,6 +150,7 @@ class _Fixer:
         self.allowed, self.excluded, self.allow_approx = allowed, excluded, allow_approx
         self.changes: list[Change] = []
         self.decided: dict[tuple[str, str], str] = {}    # (recipe, node) -> "applied" or why not
+        self.dtypes: dict[str, str] = {}                  # tensor -> dtype in the model being fixed
         self.reverted: list[Skipped] = []
         self.time = {"check": 0.0, "rechecks": 0.0, "rewrite": 0.0, "local_checks": 0.0}
 
@@ -176,6 +177,7 @@ class _Fixer:
         t = time.perf_counter()
         graph = report.layer_graph.graph
         shapes = splice.shapes_of(graph)
+        self.dtypes = {name: t.dtype for name, t in graph.tensors.items() if t.dtype is not None}
         ix = splice.Index(model)
         span = splice.in_model_order(ix, splice.union(splice.neighbourhood(ix, n) for n in plan if n in ix.by_name))
         local = splice.extract(ix, span, graph)
@@ -217,7 +219,7 @@ class _Fixer:
         """Apply each planned node's recipes; returns (planned node, change) pairs and the rewritten model."""
         from .recipes.registry import REGISTRY
         g = gs.import_onnx(local)
-        ctx = Context(g, dict(shapes), reserved)
+        ctx = Context(g, dict(shapes), reserved, self.dtypes)
         by_name = {n.name: n for n in g.nodes}
         applied: list[tuple[str, Change]] = []
         for node_name, recipes in plan.items():
@@ -232,6 +234,7 @@ class _Fixer:
                     continue
                 else:
                     ctx.firing = set(rules)
+                    ctx.focus(node)
                     reason = recipe.check(node, ctx)
                     if reason is None and not recipe.is_exact(node, ctx) and not self.allow_approx:
                         reason = "approximate here (changes the numbers): needs --allow-approx"
@@ -318,11 +321,22 @@ def write(result: FixResult, output: str | os.PathLike[str], *, force: bool = Fa
     model = result.model
     big = model.ByteSize() > 2_000_000_000 or _has_external(src)
     if not big:
-        onnx.checker.check_model(model, full_check=True)
+        problem = _checker_problem(model)
+        # a defect the input already has (e.g. an output without a shape) is the user's, not the rewrite's
+        if problem is not None and _checker_problem(str(src)) is None:
+            raise DlarulesError(out, f"the rewritten model fails onnx.checker ({problem}); nothing written")
     save_model_atomic(model, out, external=big)
-    if big:
-        onnx.checker.check_model(str(out), full_check=True)
+    if big and (problem := _checker_problem(str(out))) is not None and _checker_problem(str(src)) is None:
+        raise DlarulesError(out, f"written, but it fails onnx.checker ({problem})")
     return out
+
+
+def _checker_problem(model: onnx.ModelProto | str) -> str | None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
 
 def _has_external(src: Path) -> bool:

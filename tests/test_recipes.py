@@ -195,3 +195,28 @@ def test_classifier_head_of_fully_connected_layers_stays_4d(tmp_path, db):
     gpu = [v for v in result.after.layers if not v.on_dla]
     assert [v.kind for v in gpu] == ["SHUFFLE"] and result.before.summary["layers_on_gpu"] > 1
     assert result.proof.passed
+
+
+def test_fp16_model_gets_fp16_weights(tmp_path, db):
+    # an fp16 export stays fp16: the recipes' new weights take the activations' type (onnxruntime would reject
+    # a float32 weight on a float16 Conv or Mul); the output has no shape, which onnx.checker flags in the input
+    # already, so it does not stop the write
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 8, 17, 17])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)
+    c = numpy_helper.from_array(np.full([1], 4.0, np.float16), "c")
+    nodes = [helper.make_node("HardSwish", ["x"], ["h"], name="hs"), helper.make_node("Div", ["h", "c"], ["d"], name="div"),
+             helper.make_node("GlobalAveragePool", ["d"], ["g"], name="gap"), helper.make_node("Flatten", ["g"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "fp16", [x], [y], [c]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "fp16.onnx"
+    onnx.save(model, str(path))
+    result = fix(path, db, db.target("xavier", "8.5"))
+    assert {c.recipe for c in result.changes} == {"hardswish-decompose", "div-to-mul", "gap-to-avgpool"}
+    assert result.proof.passed, result.proof.to_dict()
+    float_inits = [i for i in result.model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    assert float_inits and all(i.data_type == TensorProto.FLOAT16 for i in float_inits)
+    out = write(result, tmp_path / "fixed.onnx")
+    assert out.is_file()

@@ -34,9 +34,13 @@ class Change:
 class Context:
     """The graph being rewritten plus what dlarules knows of its tensors (static shapes)."""
 
-    def __init__(self, graph: gs.Graph, shapes: dict[str, tuple], reserved: set[str] | None = None) -> None:
+    def __init__(self, graph: gs.Graph, shapes: dict[str, tuple], reserved: set[str] | None = None,
+                 dtypes: dict[str, str] | None = None) -> None:
         self.graph = graph
         self.shapes = shapes
+        self.dtypes = dtypes or {}
+        # the float type of the activations being rewritten: new weights must match it (an fp16 model stays fp16)
+        self.float_dtype = np.dtype(np.float32)
         # names in use in the whole model, not only in this neighbourhood: new nodes and tensors must not clash
         self._names = {n.name for n in graph.nodes} | set(graph.tensors()) | set(reserved or ())
         self._counter = itertools.count()
@@ -51,6 +55,20 @@ class Context:
         if shape is None or any(not isinstance(d, int) for d in shape):
             return None
         return tuple(shape)
+
+    def focus(self, node: gs.Node) -> None:
+        """Rewriting `node` now: new weights take the float type of its data input."""
+        t = node.inputs[0] if node.inputs else None
+        d = (self.dtypes.get(t.name) or t.dtype) if t is not None else None
+        try:
+            dt = np.dtype(d) if d is not None else None
+        except TypeError:
+            dt = None
+        self.float_dtype = dt if dt is not None and dt in (np.float16, np.float32, np.float64) else np.dtype(np.float32)
+
+    def weight(self, base: str, value: Any) -> gs.Constant:
+        """A float constant (weights, scales of arithmetic) in the activations' float type."""
+        return self.const(base, np.asarray(value, dtype=np.float64).astype(self.float_dtype))
 
     def name(self, base: str) -> str:
         """A node/tensor name not used in the graph yet, derived from `base`."""

@@ -9,13 +9,12 @@ from .base import Change, Context, Recipe, chain, constant_value, replace
 
 
 def _scalar(ctx: Context, base: str, v: float) -> gs.Constant:
-    return ctx.const(base, np.asarray(v, dtype=np.float32))
+    return ctx.weight(base, v)
 
 
 def _check_float_input(node: gs.Node, ctx: Context) -> str | None:
-    dtype = node.inputs[0].dtype
-    if dtype is not None and np.dtype(dtype) != np.float32:
-        return f"only float32 tensors (got {np.dtype(dtype)})"
+    if ctx.float_dtype not in (np.float16, np.float32):
+        return f"only float16/float32 tensors (got {ctx.float_dtype})"
     return None
 
 

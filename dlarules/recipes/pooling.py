@@ -31,7 +31,7 @@ def _mean_hw(ctx: Context, node: gs.Node, h: int, w: int) -> tuple[str, list[str
     # A cascade of non-overlapping pools is exact and light; a big depthwise kernel can overflow DLA's
     # convolution buffer (CONV-CBUF), so the convolution is the fallback.
     if not as_pool or fh is None or fw is None:
-        weight = ctx.const(f"{base}/mean_weight", np.full((c, 1, h, w), 1.0 / (h * w), dtype=np.float32))
+        weight = ctx.weight(f"{base}/mean_weight", np.full((c, 1, h, w), 1.0 / (h * w)))
         names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, [
             ("Conv", [weight], {"kernel_shape": [h, w], "group": c})]))
         return f"depthwise Conv {h}x{w} with weights 1/{h * w}", names, c * h * w
@@ -107,7 +107,7 @@ def _apply_avgpool(node: gs.Node, ctx: Context) -> Change:
     a = node.attrs
     kh, kw = a["kernel_shape"]
     c = _nchw(ctx, node)[1]
-    weight = ctx.const(f"{node.name}/mean_weight", np.full((c, 1, kh, kw), 1.0 / (kh * kw), dtype=np.float32))
+    weight = ctx.weight(f"{node.name}/mean_weight", np.full((c, 1, kh, kw), 1.0 / (kh * kw)))
     attrs = {"kernel_shape": [kh, kw], "group": c, "strides": list(a.get("strides", [1, 1])),
              "pads": list(a.get("pads", [0, 0, 0, 0]))}
     name = node.name
@@ -265,7 +265,7 @@ def _border_correction(node: gs.Node, ctx: Context) -> tuple[gs.Constant, str]:
     valid = np.outer(_valid_counts(h, kh, sh, pads[0], oh), _valid_counts(w, kw, sw, pads[1], ow))
     factor = (kh * kw) / valid.astype(np.float64)
     # full C x H x W constant: DLA's elementwise broadcasting takes equal shapes (or NC11 / N111), not 11HW
-    scale = ctx.const(f"{node.name}/pad_correction", np.broadcast_to(factor, (1, c, oh, ow)).astype(np.float32))
+    scale = ctx.weight(f"{node.name}/pad_correction", np.broadcast_to(factor, (1, c, oh, ow)))
     return scale, f"a constant border correction ({oh}x{ow}, factors {factor.min():g}..{factor.max():g})"
 
 

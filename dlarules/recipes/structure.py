@@ -85,8 +85,8 @@ def _apply_gemm(node: gs.Node, ctx: Context) -> Change:
     src = pointwise[-1].outputs[0] if pointwise else src
     k = w.shape[0]
     name = node.name
-    weight = ctx.const(f"{name}/conv_weight", w.reshape(k, c, h, wd).astype(np.float32))
-    ins = [src, weight] + ([ctx.const(f"{name}/conv_bias", bias.astype(np.float32))] if bias is not None else [])
+    weight = ctx.weight(f"{name}/conv_weight", w.reshape(k, c, h, wd))
+    ins = [src, weight] + ([ctx.weight(f"{name}/conv_bias", bias)] if bias is not None else [])
     y = node.outputs[0]
     ctx.remove(node)
     mid = ctx.var(f"{name}/conv_out", like=y, shape=(n, k, 1, 1))
@@ -144,7 +144,7 @@ def _apply_d2s(node: gs.Node, ctx: Context) -> Change:
     b, shape = _block(node, ctx)
     c = shape[1] // (b * b)
     crd = str(node.attrs.get("mode", "DCR")).upper() in ("CRD", "B'CRD'")
-    weight = ctx.const(f"{node.name}/deconv_weight", _one_hot(c, b, crd))   # ConvTranspose W: [Cin, Cout, kh, kw]
+    weight = ctx.weight(f"{node.name}/deconv_weight", _one_hot(c, b, crd))   # ConvTranspose W: [Cin, Cout, kh, kw]
     name = node.name
     names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [
         ("ConvTranspose", [weight], {"kernel_shape": [b, b], "strides": [b, b]})]))
@@ -155,7 +155,7 @@ def _apply_d2s(node: gs.Node, ctx: Context) -> Change:
 def _apply_s2d(node: gs.Node, ctx: Context) -> Change:
     b, shape = _block(node, ctx)
     c = shape[1]
-    weight = ctx.const(f"{node.name}/conv_weight", _one_hot(c, b, False))   # Conv W: [Cout, Cin, kh, kw]
+    weight = ctx.weight(f"{node.name}/conv_weight", _one_hot(c, b, False))   # Conv W: [Cout, Cin, kh, kw]
     name = node.name
     names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [
         ("Conv", [weight], {"kernel_shape": [b, b], "strides": [b, b]})]))
@@ -444,7 +444,7 @@ def _apply_channel_shuffle(node: gs.Node, ctx: Context) -> Change:
     names = [first.name, mid.name, last.name]
     for n in (first, mid, last):
         ctx.remove(n)
-    weight = ctx.const(f"{mid.name}/perm_weight", w)
+    weight = ctx.weight(f"{mid.name}/perm_weight", w)
     conv = ctx.node("Conv", f"{mid.name}/Conv", [x, weight], [y], kernel_shape=[1, 1])
     return Change("channel-shuffle-to-conv", mid.name, f"Reshape -> Transpose -> Reshape permuting {c} channels -> "
                   f"Conv 1x1 with a 0/1 permutation matrix", True, [conv.name], names, int(w.size))
