@@ -824,6 +824,13 @@ def lower_generic(kind: str) -> Callable[[Lowerer], None]:
     return run
 
 
+def lower_qdq(kind: str) -> Callable[[Lowerer], None]:
+    """Quantize/Dequantize: the scale and zero point are parameters of the layer, not CONSTANT layers."""
+    def run(lw: Lowerer) -> None:
+        lw.add(kind, {}, [lw.constant(lw.t(lw.node.inputs[0]))], lw.t(lw.node.outputs[0]))
+    return run
+
+
 def lower_shape_op(kind: str) -> Callable[[Lowerer], None]:
     return lower_generic(kind)
 
@@ -940,8 +947,9 @@ OP_TABLE: dict[str, OpEntry] = {
     "Size": (lower_shape_op("SHAPE"), "SHAPE", "as Shape"),
     "ConstantOfShape": (lower_shape_op("FILL"), "FILL", "folded when its shape is constant"),
     "Range": (lower_shape_op("FILL"), "FILL", "folded when constant"),
-    "QuantizeLinear": (lower_generic("QUANTIZE"), "QUANTIZE", ""),
-    "DequantizeLinear": (lower_generic("DEQUANTIZE"), "DEQUANTIZE", ""),
+    "QuantizeLinear": (lower_qdq("QUANTIZE"), "QUANTIZE", "scale and zero point are layer parameters"),
+    "DequantizeLinear": (lower_qdq("DEQUANTIZE"), "DEQUANTIZE", "scale and zero point are layer parameters; "
+                         "on constant weights it folds into the consumer"),
     "ReverseSequence": (lower_generic("REVERSE_SEQUENCE"), "REVERSE_SEQUENCE", ""),
     "Constant": (lambda lw: None, "-", "weights, never a layer"),
 }
