@@ -67,30 +67,40 @@ class Comparison:
     subgraph_rows: list[SubgraphRow]
     predicted_subgraphs: int
     observed_subgraphs: int
-    layer_agreement: float
-    precision: float
+    layer_agreement: float | None
+    precision: float | None
     recall: float
     unmatched_names: list[str]
+    # "placement": the log lists every DLA subgraph and GPU layer. "warnings": it only holds fallback warnings
+    # (a partial log): only the layers it names can be checked, so neither precision nor subgraphs are known.
+    mode: str = "placement"
 
     @property
     def agreed(self) -> bool:
+        if self.mode == "warnings":
+            return all(r.status == "agreed" for r in self.gpu_rows)
         return (not self.extra_rows and all(r.status == "agreed" for r in self.gpu_rows)
                 and all(r.status == "agreed" for r in self.subgraph_rows)
                 and self.predicted_subgraphs == self.observed_subgraphs)
+
+    @staticmethod
+    def _pct(x: float | None) -> float | None:
+        return None if x is None else round(100 * x, 2)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.report.target
         return {
             "model": self.report.model, "log": self.log.source, "log_versions": self.log.versions,
             "target": {"hardware": t.hardware, "tensorrt": t.trt, "platform": t.platform, "precision": t.precision},
+            "mode": self.mode,
             "summary": {
-                "layer_agreement_pct": round(100 * self.layer_agreement, 2),
-                "gpu_precision_pct": round(100 * self.precision, 2), "gpu_recall_pct": round(100 * self.recall, 2),
+                "layer_agreement_pct": self._pct(self.layer_agreement),
+                "gpu_precision_pct": self._pct(self.precision), "gpu_recall_pct": self._pct(self.recall),
                 "gpu_layers_log": len(self.gpu_rows),
                 "gpu_layers_agreed": sum(1 for r in self.gpu_rows if r.status == "agreed"),
                 "gpu_layers_predicted": len(self.report.placement.gpu_layers),
                 "dla_subgraphs_predicted": self.predicted_subgraphs,
-                "dla_subgraphs_log": self.observed_subgraphs,
+                "dla_subgraphs_log": self.observed_subgraphs if self.mode == "placement" else None,
                 "dla_subgraphs_agreed": sum(1 for r in self.subgraph_rows if r.status == "agreed"),
                 "unmatched_log_names": self.unmatched_names, "agreed": self.agreed,
             },
@@ -185,7 +195,8 @@ def compare(report: Report, log: BuildLog) -> Comparison:
     for w in log.warnings:
         if w.layer:
             warn_reasons.setdefault(w.layer, []).append(w.reason)
-    for g in log.gpu_layers:
+    warnings_only = not log.has_placement
+    for g in (log.switched_layers if warnings_only else log.gpu_layers):
         label = f"{g.kind}: {g.name}" if g.kind else g.name
         vs = match.layer(g.name, g.kind)
         if not vs:
@@ -216,6 +227,8 @@ def compare(report: Report, log: BuildLog) -> Comparison:
     recall = tp / len(observed_gpu) if observed_gpu else 1.0
     sg_rows = _subgraphs(report, log, match)
     live = [s for s in report.placement.subgraphs if not s.moved_to_gpu]
+    if warnings_only:
+        return Comparison(report, log, rows, extra, [], len(live), 0, None, None, recall, unmatched, "warnings")
     return Comparison(report, log, rows, extra, sg_rows, len(live), len(log.dla_subgraphs),
                       agree / n if n else 1.0, precision, recall, unmatched)
 
@@ -255,28 +268,43 @@ def render_text(c: Comparison) -> str:
     out = [f"dlarules compare: {c.report.model}", f"log: {c.log.source}" +
            (f" ({', '.join(f'{k} {v}' for k, v in c.log.versions.items())})" if c.log.versions else ""),
            f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}", ""]
-    out.append(f"GPU layers in the log: {s['gpu_layers_log']}, predicted on GPU: {s['gpu_layers_predicted']}, "
-               f"agreed: {s['gpu_layers_agreed']}")
+    warnings = c.mode == "warnings"
+    if warnings:
+        out.append(f"the log has no placement list, only fallback warnings: checking the {len(c.gpu_rows)} layer(s) "
+                   "they move to the GPU (a partial log says nothing about the other layers or the DLA subgraphs)")
+        out.append(f"GPU layers named by the warnings: {s['gpu_layers_log']}, predicted on GPU among them: "
+                   f"{s['gpu_layers_agreed']} (dlarules predicts {s['gpu_layers_predicted']} GPU layer(s) in all)")
+    else:
+        out.append(f"GPU layers in the log: {s['gpu_layers_log']}, predicted on GPU: {s['gpu_layers_predicted']}, "
+                   f"agreed: {s['gpu_layers_agreed']}")
     for r in c.gpu_rows:
-        mark = {"agreed": "=", "seen-not-predicted": "!", "unmatched": "?"}[r.status]
+        if r.status == "unmatched":   # listed once, below, with the other names the model does not have
+            continue
+        mark = {"agreed": "=", "seen-not-predicted": "!"}[r.status]
         out.append(f"  {mark} {r.log}")
         out.append(f"      {r.status}" + (f"; predicted {', '.join(r.predicted)}" if r.predicted else "")
                    + (f"; rules: {', '.join(r.rules)}" if r.rules else ""))
         if r.note:
             out.append(f"      {r.note}")
-    for r in c.extra_rows:
-        out.append(f"  + {r.predicted}")
-        out.append(f"      predicted-not-seen (the log runs it on DLA); rules: {', '.join(r.rules)}")
-    out.append("")
-    out.append(f"DLA subgraphs: predicted {c.predicted_subgraphs}, log {c.observed_subgraphs}, "
-               f"agreed {s['dla_subgraphs_agreed']}")
-    for r in c.subgraph_rows:
-        out.append(f"  {'=' if r.status == 'agreed' else '!'} log {r.log}")
-        out.append(f"      {r.status}" + (f"; predicted {r.predicted}" if r.predicted else ""))
+    if not warnings:
+        for r in c.extra_rows:
+            out.append(f"  + {r.predicted}")
+            out.append(f"      predicted-not-seen (the log runs it on DLA); rules: {', '.join(r.rules)}")
+        out.append("")
+        out.append(f"DLA subgraphs: predicted {c.predicted_subgraphs}, log {c.observed_subgraphs}, "
+                   f"agreed {s['dla_subgraphs_agreed']}")
+        for r in c.subgraph_rows:
+            out.append(f"  {'=' if r.status == 'agreed' else '!'} log {r.log}")
+            out.append(f"      {r.status}" + (f"; predicted {r.predicted}" if r.predicted else ""))
     out.append("")
     if c.unmatched_names:
-        out.append(f"log names not in the model ({len(c.unmatched_names)}): {', '.join(c.unmatched_names)}")
-    out.append(f"agreement: {s['layer_agreement_pct']:.1f}% of layers; GPU fallbacks: precision "
-               f"{s['gpu_precision_pct']:.1f}%, recall {s['gpu_recall_pct']:.1f}%; subgraphs "
-               f"{c.predicted_subgraphs} predicted vs {c.observed_subgraphs} in the log")
+        out.append(f"? log names not in the model ({len(c.unmatched_names)}; a different export?): "
+                   f"{', '.join(c.unmatched_names)}")
+    if warnings:
+        out.append(f"agreement: recall {s['gpu_recall_pct']:.1f}% of the warned GPU fallbacks; precision and "
+                   "subgraphs need the full placement list (trtexec --verbose)")
+    else:
+        out.append(f"agreement: {s['layer_agreement_pct']:.1f}% of layers; GPU fallbacks: precision "
+                   f"{s['gpu_precision_pct']:.1f}%, recall {s['gpu_recall_pct']:.1f}%; subgraphs "
+                   f"{c.predicted_subgraphs} predicted vs {c.observed_subgraphs} in the log")
     return "\n".join(out) + "\n"

@@ -79,12 +79,17 @@ class ObservedLayer:
         return {"kind": self.kind, "name": self.name, "line": self.line}
 
 
+# Warnings that mean "this layer runs on the GPU" (the others explain why, or concern the whole network).
+_SWITCH_KINDS = {"unsupported", "not-supported", "validation-failed", "subgraph-limit", "precision"}
+
+
 @dataclass
 class LogWarning:
     kind: str
     layer: str
     reason: str
     line: int
+    kind_of_layer: str = ""    # the TensorRT layer type, where the warning names it
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "layer": self.layer, "reason": self.reason, "line": self.line}
@@ -100,6 +105,16 @@ class BuildLog:
     has_placement: bool = False
     complete: bool = True         # both section headers seen
     old_format: bool = False      # TensorRT 7 "Layers running on DLA:" groups
+
+    @property
+    def switched_layers(self) -> list[ObservedLayer]:
+        """The layers the warnings say were switched to the GPU, once each in log order (for logs that hold the
+        warnings but no placement list, as many posted excerpts do)."""
+        out: dict[str, ObservedLayer] = {}
+        for w in self.warnings:
+            if w.kind in _SWITCH_KINDS and w.layer and w.layer not in out:
+                out[w.layer] = ObservedLayer(w.kind_of_layer, w.layer, w.line)
+        return list(out.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "versions": self.versions, "complete": self.complete,
@@ -174,7 +189,8 @@ def _warning(log: BuildLog, line: str, n: int) -> None:
             reason = (g.get("reason") or body).strip()
             if kind == "reason" and layer.lower().startswith(("warning", "error", "info")):
                 layer = ""
-            log.warnings.append(LogWarning(kind, layer, reason, n))
+            layer_kind = (g.get("kind") or "") if kind == "unsupported" else ""
+            log.warnings.append(LogWarning(kind, layer, reason, n, layer_kind))
             return
 
 
@@ -197,8 +213,9 @@ def read(path: str | Path, *, require_placement: bool = True) -> BuildLog:
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     log = parse(text, str(p))
-    if require_placement and not log.has_placement:
-        what = f" (it has {len(log.warnings)} DLA warning line(s) but no placement list)" if log.warnings else ""
-        raise LogError(p, "no 'Layers Running on DLA/GPU' section found; build with trtexec --verbose "
-                          f"--useDLACore=0 --allowGPUFallback and save the whole output{what}")
+    if require_placement and not log.has_placement and not log.switched_layers:
+        what = f" (it has {len(log.warnings)} DLA warning line(s), none naming a layer moved to the GPU)" \
+            if log.warnings else ""
+        raise LogError(p, "no 'Layers Running on DLA/GPU' section and no fallback warnings found; build with "
+                          f"trtexec --verbose --useDLACore=0 --allowGPUFallback and save the whole output{what}")
     return log

@@ -77,7 +77,31 @@ def test_compare_cli_json_and_exit_codes(tmp_path):
     r = run_cli("compare", str(CORPUS / DDRNET), "--log", str(LOGS / "ddrnet_before_fix.log"), "--target", "xavier",
                 "--trt", "8.5")
     assert r.returncode == 1 and "seen-not-predicted" in r.stdout
-    bad = tmp_path / "warnings_only.log"
-    bad.write_text((LOGS / "public" / "04_yolov8m_agx-orin64-jp6.0_trt8.6.log").read_text())
+    bad = tmp_path / "no_layers.log"
+    bad.write_text("[I] [TRT] TensorRT version: 8.5.2\n[I] [TRT] Engine built in 12 s.\n")
     r = run_cli("compare", str(CORPUS / DDRNET), "--log", str(bad))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr
+
+
+def _warned(tmp_path, *layers):
+    f = tmp_path / "warnings.log"
+    f.write_text("".join(f"[W] [TRT] Layer '{name}' ({kind}): Unsupported on DLA. Switching this layer's device type "
+                         "to GPU.\n" for kind, name in layers))
+    return f
+
+
+def test_warnings_only_log_checks_the_warned_layers(tmp_path, db):
+    # Orin, TensorRT 8.6: HardSwish is not a DLA activation; the log is an excerpt holding only its warning
+    from dlarules import fixtures
+    model = fixtures.build({"nodes": [{"op": "Relu"}, {"op": "HardSwish"}, {"op": "Relu"}]})
+    report = check(model, db, hardware="orin", trt="8.6")
+    hs = next(v.name for v in report.layers if v.kind == "ACTIVATION" and report.placement.device.get(v.index, "GPU") == "GPU")
+    c = compare(report, trtlog.read(_warned(tmp_path, ("ACTIVATION", hs))))
+    assert c.mode == "warnings" and c.agreed and c.recall == 1.0
+    d = c.to_dict()
+    assert d["summary"]["gpu_precision_pct"] is None and d["summary"]["dla_subgraphs_log"] is None
+    assert "only fallback warnings" in render_text(c) and "precision and subgraphs need" in render_text(c)
+    # a warned layer dlarules runs on DLA is a disagreement
+    relu = next(v.name for v in report.layers if v.kind == "ACTIVATION" and v.name != hs)
+    c = compare(report, trtlog.read(_warned(tmp_path, ("ACTIVATION", hs), ("ACTIVATION", relu))))
+    assert not c.agreed and [r.status for r in c.gpu_rows] == ["agreed", "seen-not-predicted"] and c.recall == 0.5

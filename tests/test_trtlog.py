@@ -99,13 +99,25 @@ def test_truncated_log():
 
 def test_no_placement_section_is_a_clear_error(tmp_path):
     f = tmp_path / "build.log"
-    f.write_text("[I] TensorRT version: 8.6.2\n[W] [TRT] Layer 'x' (CONSTANT): Unsupported on DLA. Switching this "
-                 "layer's device type to GPU.\n")
+    f.write_text("[I] TensorRT version: 8.6.2\n[W] [TRT] DLA Layer x does not support dynamic shapes in any "
+                 "dimension.\n")
     with pytest.raises(LogError) as exc:
         trtlog.read(f)
     line = exc.value.line()
     assert str(f) in line and "no 'Layers Running on DLA/GPU' section" in line and "\n" not in line
     assert trtlog.read(f, require_placement=False).warnings[0].layer == "x"
+
+
+def test_fallback_warnings_alone_are_readable(tmp_path):
+    # posted excerpts often keep only the warnings: the layers they switch to the GPU are what can be compared
+    f = tmp_path / "build.log"
+    f.write_text("[W] [TRT] /m/Div: DLA cores do not support DIV ElementWise operation.\n"
+                 "[W] [TRT] Layer '/m/Div' (ELEMENTWISE): Unsupported on DLA. Switching this layer's device type to GPU.\n"
+                 "[W] [TRT] Default DLA is enabled but layer /m/Reshape is not supported on DLA, falling back to GPU.\n"
+                 "[W] [TRT] Layer '/m/Div' (ELEMENTWISE): Unsupported on DLA. Switching this layer's device type to GPU.\n")
+    log = trtlog.read(f)
+    assert not log.has_placement
+    assert [(g.kind, g.name) for g in log.switched_layers] == [("ELEMENTWISE", "/m/Div"), ("", "/m/Reshape")]
 
 
 def test_missing_log_file(tmp_path):
