@@ -1,5 +1,6 @@
 """The prediction against real TensorRT logs: DDRNet (every name in its log exists in the corpus graph) and
-NVIDIA's DLA tutorial CNN, rebuilt with onnx.helper (tests/tutorial_model.py)."""
+NVIDIA's DLA tutorial CNN and the jetson_benchmarks super-resolution CNN, rebuilt with onnx.helper
+(tests/tutorial_model.py, tests/superres_model.py)."""
 from __future__ import annotations
 
 import json
@@ -105,3 +106,15 @@ def test_warnings_only_log_checks_the_warned_layers(tmp_path, db):
     relu = next(v.name for v in report.layers if v.kind == "ACTIVATION" and v.name != hs)
     c = compare(report, trtlog.read(_warned(tmp_path, ("ACTIVATION", hs), ("ACTIVATION", relu))))
     assert not c.agreed and [r.status for r in c.gpu_rows] == ["agreed", "seen-not-predicted"] and c.recall == 0.5
+
+
+def test_super_resolution_log_07_agrees(db):
+    # jetson_benchmarks' super_resolution_bsd500 on Xavier (TensorRT 8.2, --best): the convolutions are one DLA
+    # subgraph; PixelShuffle's Reshape + Transpose (fused) and the last Reshape run on the GPU (no DLA shuffle < 8.5)
+    import superres_model
+    need_shared()
+    log = trtlog.read(LOGS / "public" / "07_super-resolution-bsd500-onnx_xavier-inferred_trt8.2-inferred.log")
+    c = compare(check(superres_model.build(), db, hardware="xavier", trt="8.2", precision="int8"), log)
+    assert c.agreed and c.layer_agreement == 1.0
+    assert [r.log for r in c.gpu_rows] == ["SHUFFLE: node_of_17 + node_of_18", "SHUFFLE: node_of_output_0"]
+    assert [r.predicted for r in c.subgraph_rows] == ["ForeignNode[node_of_9...node_of_15]"]
