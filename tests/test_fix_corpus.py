@@ -9,9 +9,9 @@ from conftest import CORPUS, need_shared
 
 # (model, hardware, trt, GPU layers before -> after, DLA subgraphs after, recipes that must be among the changes)
 CASES = [
-    ("onnxpkg_light_shufflenet.onnx", "orin", "10.3", 42, 2, 1, {"channel-shuffle-to-conv"}),
+    ("onnxpkg_light_shufflenet.onnx", "orin", "10.3", 42, 2, 1, {"shuffle-chain-to-conv"}),
     ("onnxpkg_light_shufflenet.onnx", "xavier", "8.5", 45, 2, 1,
-     {"channel-shuffle-to-conv", "avgpool-exclude-pad-to-mul"}),
+     {"shuffle-chain-to-conv", "avgpool-exclude-pad-to-mul"}),
     ("ddrnet23_slim_seedlike_1024x2048.onnx", "xavier", "8.5", 14, 5, 4,
      {"gap-to-avgpool", "avgpool-to-conv", "resize-sizes-to-scales"}),
 ]

@@ -82,11 +82,21 @@ CASES = [
      "DepthToSpace 2 (CRD)"),
     ("space-to-depth-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
      {"nodes": [{"op": "SpaceToDepth", "attrs": {"blocksize": 2}}, {"op": "Relu"}]}, "SpaceToDepth 2 -> Conv"),
-    ("channel-shuffle-to-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
+    ("shuffle-chain-to-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),
      {"inputs": {"x": [1, 12, 5, 6]}, "initializers": {"s1": I64(1, 3, 4, 5, 6), "s2": I64(1, 12, 5, 6)},
       "nodes": [{"op": "Relu"}, {"op": "Reshape", "inputs": ["t0", "s1"]},
                 {"op": "Transpose", "attrs": {"perm": [0, 2, 1, 3, 4]}}, {"op": "Reshape", "inputs": ["t2", "s2"]},
                 {"op": "Relu"}]}, "permuting 12 channels"),
+    ("shuffle-chain-to-conv", "SHUFFLE-RANK", ("orin", "10.3", "fp16"),   # PyTorch PixelShuffle(2)
+     {"inputs": {"x": [1, 12, 5, 6]}, "initializers": {"s1": I64(1, 3, 2, 2, 5, 6), "s2": I64(1, 3, 10, 12)},
+      "nodes": [{"op": "Relu"}, {"op": "Reshape", "inputs": ["t0", "s1"]},
+                {"op": "Transpose", "attrs": {"perm": [0, 1, 4, 2, 5, 3]}}, {"op": "Reshape", "inputs": ["t2", "s2"]},
+                {"op": "Relu"}]}, "as DepthToSpace 2 (CRD) -> ConvTranspose 2x2 stride 2"),
+    ("shuffle-chain-to-conv", "SHUFFLE-SUPPORT", ("xavier", "8.2", "int8"),   # ONNX SpaceToDepth(2) order
+     {"inputs": {"x": [1, 3, 8, 6]}, "initializers": {"s1": I64(1, 3, 4, 2, 3, 2), "s2": I64(1, 12, 4, 3)},
+      "nodes": [{"op": "Relu"}, {"op": "Reshape", "inputs": ["t0", "s1"]},
+                {"op": "Transpose", "attrs": {"perm": [0, 3, 5, 1, 2, 4]}}, {"op": "Reshape", "inputs": ["t2", "s2"]},
+                {"op": "Relu"}]}, "as SpaceToDepth 2 (DCR) -> Conv 2x2 stride 2"),
     ("softmax-transpose-fold", "SHUFFLE-TRANSPOSE-XAVIER", ("xavier", "8.5", "fp16"),
      {"nodes": [{"op": "Transpose", "attrs": {"perm": [0, 2, 3, 1]}}, {"op": "Softmax", "attrs": {"axis": -1}},
                 {"op": "Transpose", "attrs": {"perm": [0, 3, 1, 2]}}]}, "Softmax(axis 1)"),
@@ -167,16 +177,16 @@ def test_exclusive_padding_with_a_big_window(tmp_path, db):
     assert result.proof.passed and result.proof.outputs[0].max_abs < 1e-5
 
 
-def test_chain_that_moves_pixels_is_not_a_channel_shuffle(tmp_path, db):
+def test_chain_that_swaps_rows_is_not_rewritten(tmp_path, db):
     # Reshape -> Transpose -> Reshape through 5-D that swaps row halves: not a channel permutation
     spec = {"inputs": {"x": [1, 4, 4, 6]}, "initializers": {"s1": I64(1, 4, 2, 2, 6), "s2": I64(1, 4, 4, 6)},
             "nodes": [{"op": "Relu"}, {"op": "Reshape", "inputs": ["t0", "s1"]},
                       {"op": "Transpose", "attrs": {"perm": [0, 1, 3, 2, 4]}},
                       {"op": "Reshape", "inputs": ["t2", "s2"]}, {"op": "Relu"}]}
-    _, result = run_case(tmp_path, db, "channel-shuffle-to-conv", ("orin", "10.3", "fp16"), spec)
+    _, result = run_case(tmp_path, db, "shuffle-chain-to-conv", ("orin", "10.3", "fp16"), spec)
     assert "SHUFFLE-RANK" in result.before.findings_by_rule()
     assert not result.changes
-    assert any("not a channel permutation" in s.reason for s in result.skipped), result.skipped
+    assert any("neither a channel permutation" in s.reason for s in result.skipped), result.skipped
 
 
 def test_classifier_head_of_fully_connected_layers_stays_4d(tmp_path, db):
@@ -220,3 +230,16 @@ def test_fp16_model_gets_fp16_weights(tmp_path, db):
     assert float_inits and all(i.data_type == TensorProto.FLOAT16 for i in float_inits)
     out = write(result, tmp_path / "fixed.onnx")
     assert out.is_file()
+
+
+def test_super_resolution_pixel_shuffle_moves_to_dla(tmp_path, db):
+    # the CNN of log 07: its PixelShuffle (6-D Reshape -> Transpose -> Reshape) is all that ran on the GPU
+    import superres_model
+    path = tmp_path / "sr.onnx"
+    onnx.save(superres_model.build(size=32), str(path))
+    for hw, trt in (("xavier", "8.2"), ("orin", "8.6")):
+        result = fix(path, db, db.target(hw, trt, precision="int8"))
+        assert result.before.summary["layers_on_gpu"] == 2 and result.after.summary["layers_on_gpu"] == 0
+        assert [c.recipe for c in result.changes] == ["shuffle-chain-to-conv"]
+        assert "DepthToSpace 3 (CRD)" in result.changes[0].detail
+        assert result.proof.passed and result.proof.outputs[0].max_abs == 0.0

@@ -20,8 +20,8 @@ RECIPES: dict[str, str] = {
     "gemm-to-conv": "Flatten/Reshape + Gemm/MatMul with constant weights on a pooled 4D tensor -> 1x1 Convolution",
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",
     "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",
-    "channel-shuffle-to-conv": "channel shuffle (Reshape -> Transpose -> Reshape through 5-D) -> 1x1 Convolution "
-                               "with a permutation matrix",
+    "shuffle-chain-to-conv": "Reshape -> Transpose -> Reshape that shuffles channels or moves them into pixels "
+                             "(PixelShuffle/Unshuffle) -> a (de)convolution with 0/1 weights",
     "fold-constants": "constant folding, removal of Identity and dead nodes",
     "deconv-pad-to-slice": "padded ConvTranspose -> unpadded ConvTranspose followed by a cropping Slice",
     "pad-into-conv": "zero Pad before a Conv -> the Conv's own padding",

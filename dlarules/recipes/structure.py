@@ -397,65 +397,115 @@ def _shuffle_chain(node: gs.Node) -> tuple[gs.Node, gs.Node, gs.Node] | str:
     return first, mid, last
 
 
-def _channel_permutation(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Node, gs.Node, gs.Node], np.ndarray] | str:
-    """The chain and the channel permutation p it computes (out[:, c] = in[:, p[c]]), or why it is not one."""
+# What a chain computes: ("channel", p) with out[:, c] = in[:, p[c]]; ("d2s", b, crd) a DepthToSpace;
+# ("s2d", b, crd) a SpaceToDepth (crd: PyTorch's PixelUnshuffle channel order).
+Layout = tuple
+
+
+def _d2s(x: np.ndarray, b: int, crd: bool) -> np.ndarray:
+    n, c, h, w = x.shape
+    if crd:
+        return x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, -1, h * b, w * b)
+    return x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2).reshape(n, -1, h * b, w * b)
+
+
+def _s2d(x: np.ndarray, b: int, crd: bool) -> np.ndarray:
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // b, b, w // b, b)
+    y = y.transpose(0, 1, 3, 5, 2, 4) if crd else y.transpose(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * b * b, h // b, w // b)
+
+
+def _chain_layout(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Node, gs.Node, gs.Node], Layout] | str:
+    """The chain around `node` and what it computes, or why it is neither a channel permutation nor a
+    depth/space rearrangement. Memoized per chain (check and apply, and each of its three nodes, ask)."""
     chain_ = _shuffle_chain(node)
     if isinstance(chain_, str):
         return chain_
-    key = ("channel-shuffle", *map(id, chain_))
+    key = ("shuffle-chain", *map(id, chain_))
     if key not in ctx.memo:   # the chain is kept in the value: its ids cannot be reused while memoized
-        ctx.memo[key] = (chain_, _permutation_of(chain_, ctx))
+        ctx.memo[key] = (chain_, _layout_of(chain_, ctx))
     got = ctx.memo[key][1]
     return got if isinstance(got, str) else (chain_, got)
 
 
-def _permutation_of(chain_: tuple[gs.Node, gs.Node, gs.Node], ctx: Context) -> np.ndarray | str:
+def _layout_of(chain_: tuple[gs.Node, gs.Node, gs.Node], ctx: Context) -> Layout | str:
     first, mid, last = chain_
-    src, mid_in, out = first.inputs[0], mid.inputs[0], last.outputs[0]
-    shape, mid_shape = ctx.shape(src), ctx.shape(mid_in)
-    if shape is None or len(shape) != 4 or ctx.shape(out) != shape or mid_shape is None:
-        return "needs static shapes, 4-D NCHW in and the same 4-D shape out"
+    shape, mid_shape, out_shape = ctx.shape(first.inputs[0]), ctx.shape(mid.inputs[0]), ctx.shape(last.outputs[0])
+    if shape is None or len(shape) != 4 or out_shape is None or len(out_shape) != 4 or mid_shape is None:
+        return "needs static shapes, 4-D NCHW in and out"
     if int(np.prod(shape)) > _MAX_VERIFY_ELEMENTS:
-        return f"the tensor ({'x'.join(map(str, shape))}) is too large to verify the permutation"
+        return f"the tensor ({'x'.join(map(str, shape))}) is too large to verify what the chain computes"
     # Transpose without perm reverses the axes
     perm = list(mid.attrs["perm"]) if "perm" in mid.attrs else list(range(len(mid_shape)))[::-1]
-    # Evaluate the chain on the element indices: it is a channel permutation when every output channel is one
-    # whole input channel, the same one at every batch, row and column.
-    idx = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
-    got = idx.reshape(mid_shape).transpose(perm).reshape(shape)
+    # Evaluate the chain on the element indices and compare with the layouts a (de)convolution can make.
+    idx = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
+    got = idx.reshape(mid_shape).transpose(perm).reshape(out_shape)
     n, c, h, w = shape
-    p = (got[0, :, 0, 0] // (h * w)) % c
-    if sorted(p.tolist()) != list(range(c)) or not np.array_equal(got, idx[:, p, :, :]):
-        return "the chain moves elements across rows, columns or batches: not a channel permutation"
-    return p
+    if out_shape == shape:
+        p = (got[0, :, 0, 0] // (h * w)) % c
+        if sorted(p.tolist()) == list(range(c)) and np.array_equal(got, idx[:, p, :, :]):
+            return ("channel", p)
+    elif out_shape[2] > h and out_shape[2] % h == 0 and out_shape[2] // h == out_shape[3] // w:
+        b = out_shape[2] // h
+        for crd in (True, False):
+            if c % (b * b) == 0 and np.array_equal(got, _d2s(idx, b, crd)):
+                return ("d2s", b, crd)
+    elif out_shape[2] < h and h % out_shape[2] == 0 and h // out_shape[2] == w // max(out_shape[3], 1):
+        b = h // out_shape[2]
+        for crd in (True, False):
+            if w % b == 0 and np.array_equal(got, _s2d(idx, b, crd)):
+                return ("s2d", b, crd)
+    return "the chain is neither a channel permutation nor a depth-to-space / space-to-depth rearrangement"
 
 
-def _check_channel_shuffle(node: gs.Node, ctx: Context) -> str | None:
-    got = _channel_permutation(node, ctx)
-    return got if isinstance(got, str) else None
+def _check_shuffle_chain(node: gs.Node, ctx: Context) -> str | None:
+    got = _chain_layout(node, ctx)
+    if isinstance(got, str):
+        return got
+    layout = got[1]
+    if layout[0] != "channel" and layout[1] > 8:
+        return f"block {layout[1]} is over 8 (the (de)convolution stride limit)"
+    return None
 
 
-def _apply_channel_shuffle(node: gs.Node, ctx: Context) -> Change:
-    (first, mid, last), p = _channel_permutation(node, ctx)
-    c = len(p)
-    w = np.zeros((c, c, 1, 1), dtype=np.float32)
-    w[np.arange(c), p, 0, 0] = 1.0
+def _apply_shuffle_chain(node: gs.Node, ctx: Context) -> Change:
+    (first, mid, last), layout = _chain_layout(node, ctx)
     x, y = first.inputs[0], last.outputs[0]
+    c = ctx.shape(x)[1]
     names = [first.name, mid.name, last.name]
     for n in (first, mid, last):
         ctx.remove(n)
-    weight = ctx.weight(f"{mid.name}/perm_weight", w)
-    conv = ctx.node("Conv", f"{mid.name}/Conv", [x, weight], [y], kernel_shape=[1, 1])
-    return Change("channel-shuffle-to-conv", mid.name, f"Reshape -> Transpose -> Reshape permuting {c} channels -> "
-                  f"Conv 1x1 with a 0/1 permutation matrix", True, [conv.name], names, int(w.size))
+    base = mid.name
+    if layout[0] == "channel":
+        w = np.zeros((c, c, 1, 1), dtype=np.float32)
+        w[np.arange(c), layout[1], 0, 0] = 1.0
+        op, attrs, what = "Conv", {"kernel_shape": [1, 1]}, f"permuting {c} channels -> Conv 1x1 with a 0/1 matrix"
+    else:
+        kind, b, crd = layout
+        order = "CRD" if crd else "DCR"
+        if kind == "d2s":   # ConvTranspose weights [Cin, Cout, b, b]
+            w = _one_hot(c // (b * b), b, crd)
+            op, what = "ConvTranspose", f"as DepthToSpace {b} ({order}) -> ConvTranspose {b}x{b} stride {b}"
+        else:               # Conv weights [Cout, Cin, b, b]
+            w = _one_hot(c, b, crd)
+            op, what = "Conv", f"as SpaceToDepth {b} ({order}) -> Conv {b}x{b} stride {b}"
+        attrs = {"kernel_shape": [b, b], "strides": [b, b]}
+        what += " with 0/1 weights"
+    weight = ctx.weight(f"{base}/{op.lower()}_weight", w)
+    new = ctx.node(op, f"{base}/{op}", [x, weight], [y], **attrs)
+    return Change("shuffle-chain-to-conv", base, f"Reshape -> Transpose -> Reshape {what}", True, [new.name], names,
+                  int(w.size))
 
 
 RECIPES += [
-    Recipe("channel-shuffle-to-conv", "Channel shuffle (Reshape -> Transpose -> Reshape) -> 1x1 Conv",
-           ("Reshape", "Transpose"), "always", "one layer instead of two or three; adds C*C weights",
-           _check_channel_shuffle, _apply_channel_shuffle,
-           "ShuffleNet's channel shuffle reshapes NCHW to 5-D, swaps the group axes and reshapes back: a 5-D shuffle "
-           "DLA cannot run. The composite is a permutation of channels, which a 1x1 convolution with a 0/1 "
-           "matrix computes exactly (each output is one input times 1). The permutation is derived by evaluating the "
-           "chain on element indices, so any Reshape/Transpose/Reshape that only permutes channels qualifies."),
+    Recipe("shuffle-chain-to-conv", "Reshape -> Transpose -> Reshape data movement -> (de)convolution with 0/1 "
+           "weights", ("Reshape", "Transpose"), "always", "one layer instead of two or three; adds 0/1 weights",
+           _check_shuffle_chain, _apply_shuffle_chain,
+           "Channel shuffles (ShuffleNet) and PixelShuffle/PixelUnshuffle (super-resolution, YOLO stems) are exported "
+           "as a 5-D or 6-D Reshape -> Transpose -> Reshape, which DLA cannot run. What the chain computes is found "
+           "by evaluating it on element indices: a permutation of channels becomes a 1x1 convolution with a 0/1 "
+           "matrix; a depth-to-space (DCR or CRD) a ConvTranspose, a space-to-depth a Conv, with kernel = stride = "
+           "block and one-hot weights (as depth-to-space-deconv / space-to-depth-conv). Each output is one input "
+           "times 1: exact."),
 ]
