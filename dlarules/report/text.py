@@ -31,7 +31,21 @@ def render(report: Report, show_all: bool = False, gates: list[str] | None = Non
     verdict = "everything runs on DLA" if report.exit_code == 0 else "some layers fall back to the GPU"
     lines.append(f"summary: {s['layers_on_dla']} layers on DLA, {s['layers_on_gpu']} on GPU, "
                  f"{s['dla_subgraphs']} DLA subgraph(s), {s['transitions']} GPU<->DLA transition(s): {verdict}")
+    lines += _next_step(report)
     return "\n".join(lines) + "\n"
+
+
+def _next_step(report: Report) -> list[str]:
+    """Point to `fix` when findings name recipes (a recipe may still refuse or not pay off: fix says)."""
+    with_recipe = [v for v in report.fallbacks if any(f.fix for f in v.findings)]
+    if not with_recipe:
+        return []
+    t = report.target
+    recipes = sorted({f.fix for v in with_recipe for f in v.findings if f.fix})
+    return [f"next: {len(with_recipe)} GPU layer(s) name a fix recipe ({', '.join(recipes)}); try "
+            f"dlarules fix {report.model} --target {t.hardware} --trt {t.trt}"
+            + (f" --platform {t.platform}" if t.platform != "jetson" else "")
+            + (f" --precision {t.precision}" if t.precision != "fp16" else "") + " --dry-run"]
 
 
 def _fallbacks(report: Report, show_all: bool) -> list[str]:
