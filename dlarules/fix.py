@@ -288,6 +288,8 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     fixer = _Fixer(db, target, input_shapes, set(only) if only is not None else None,
                    set(exclude) if exclude is not None else None, allow_approx)
     before, model, after = fixer.run(model)
+    if input_shapes and fixer.changes:
+        _pin_inputs(model, input_shapes)
     # a node that a kept rewrite took out (one recipe rewriting a chain of nodes) is fixed, not skipped
     rewritten = {n for c in fixer.changes for n in c.removed_nodes}
     skipped = [Skipped(r, n, why) for (r, n), why in fixer.decided.items()
@@ -302,6 +304,23 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
                              source=str(source))
         result.timings["proof"] = time.perf_counter() - t
     return result
+
+
+def _pin_inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> None:
+    """The rewrites were worked out for these input shapes (pool windows, resize scales, border corrections), so
+    the written model says so: its dynamic inputs become static."""
+    for inp in model.graph.input:
+        if inp.name in shapes and inp.type.HasField("tensor_type"):
+            dims = inp.type.tensor_type.shape.dim
+            for d, v in zip(dims, shapes[inp.name]):
+                d.Clear()
+                d.dim_value = int(v)
+    # symbolic or placeholder (-1) dims elsewhere would now contradict shape inference: leave them to it
+    for vi in list(model.graph.output) + list(model.graph.value_info):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") or (d.HasField("dim_value") and d.dim_value <= 0):
+                    d.Clear()
 
 
 def default_output(source: str | os.PathLike[str]) -> Path:

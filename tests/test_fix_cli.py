@@ -105,3 +105,20 @@ def test_long_lists_are_grouped_unless_all(tmp_path):
     assert "--all lists every layer" in r.stdout
     r = run_cli("fix", str(src), "--dry-run", "--all")
     assert sum(line.startswith("  still on GPU: UNARY:") for line in r.stdout.splitlines()) == 12
+
+
+def test_input_shape_is_written_into_the_fixed_model(tmp_path):
+    # the rewrites are worked out for the given shape (here the 16x16 window of the global pool), so the written
+    # model's dynamic input becomes that static shape
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, -1, -1])
+    model = helper.make_model(helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["y"], name="gap")],
+                                                "dyn", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    src = tmp_path / "dyn.onnx"
+    onnx.save(model, str(src))
+    r = run_cli("fix", str(src), "--target", "xavier", "--trt", "8.5", "--input-shape", "x:1x8x16x16")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = onnx.load(str(tmp_path / "dyn.dla.onnx"))
+    assert [d.dim_value for d in out.graph.input[0].type.tensor_type.shape.dim] == [1, 8, 16, 16]
+    assert "gap-to-avgpool" in r.stdout

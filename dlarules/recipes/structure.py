@@ -63,8 +63,24 @@ def _gemm_parts(node: gs.Node, ctx: Context) -> tuple[tuple[gs.Tensor, list[gs.N
                 return "the bias is not per output"
             bias = np.broadcast_to(bias.reshape(-1), (w.shape[0],)) * float(a.get("beta", 1.0))
     else:
-        w, bias = w.T, None
+        w = w.T
+        bias = _bias_add(node, w.shape[0], ctx)
+        bias = bias[1] if bias is not None else None
     return src, w, bias
+
+
+def _bias_add(node: gs.Node, k: int, ctx: Context) -> tuple[gs.Node, np.ndarray] | None:
+    """MatMul followed by an Add of a constant per-output bias (how Paddle and older exporters write a Linear):
+    the Add and its bias, to fold into the convolution."""
+    y = node.outputs[0]
+    if len(y.outputs) != 1 or y in ctx.graph.outputs or y.outputs[0].op != "Add":
+        return None
+    add = y.outputs[0]
+    other = [t for t in add.inputs if t is not y]
+    b = constant_value(other[0]) if len(other) == 1 else None
+    if b is None or b.size not in (1, k) or (b.ndim > 1 and b.shape[-1] != b.size):
+        return None
+    return add, np.broadcast_to(b.reshape(-1), (k,)).astype(np.float64)
 
 
 def _check_gemm(node: gs.Node, ctx: Context) -> str | None:
@@ -88,13 +104,19 @@ def _apply_gemm(node: gs.Node, ctx: Context) -> Change:
     weight = ctx.weight(f"{name}/conv_weight", w.reshape(k, c, h, wd))
     ins = [src, weight] + ([ctx.weight(f"{name}/conv_bias", bias)] if bias is not None else [])
     y = node.outputs[0]
+    add = _bias_add(node, k, ctx) if node.op == "MatMul" else None
+    removed = [name]
+    if add is not None:   # the bias Add goes into the convolution; the Flatten writes the Add's output
+        y = add[0].outputs[0]
+        removed.append(add[0].name)
+        ctx.remove(add[0])
     ctx.remove(node)
     mid = ctx.var(f"{name}/conv_out", like=y, shape=(n, k, 1, 1))
     conv = ctx.node("Conv", f"{name}/Conv", ins, [mid], kernel_shape=[h, wd])
     flat = ctx.node("Flatten", f"{name}/Flatten", [mid], [y], axis=1)
-    return Change("gemm-to-conv", name, f"Flatten + {moved}{'Gemm' if bias is not None else 'MatMul'} on "
-                  f"{c}x{h}x{wd} -> Conv {h}x{wd} ({k} outputs) on the 4-D tensor, then Flatten", True,
-                  [conv.name, flat.name], [name])
+    op = "Gemm" if node.op == "Gemm" else "MatMul + Add" if add is not None else "MatMul"
+    return Change("gemm-to-conv", name, f"Flatten + {moved}{op} on {c}x{h}x{wd} -> Conv {h}x{wd} ({k} outputs) on "
+                  f"the 4-D tensor, then Flatten", True, [conv.name, flat.name], removed)
 
 
 def _move_before_flatten(pointwise: list[gs.Node], src: gs.Tensor) -> str:
