@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import DlarulesError
+from .errors import DlarulesError, OptionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Will this ONNX model run on NVIDIA's DLA, and if not, what exactly must change?")
@@ -97,6 +97,10 @@ def check(
     Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input."""
     _check_format(fmt)
     _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
+    if min_dla_coverage is not None and not 0 <= min_dla_coverage <= 100:
+        raise OptionError("--min-dla-coverage", f"{min_dla_coverage:g} is not a percentage (0 to 100)")
+    if max_dla_subgraphs is not None and max_dla_subgraphs < 0:
+        raise OptionError("--max-dla-subgraphs", f"{max_dla_subgraphs} is negative")
     use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
     failed = report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else []
     if fmt == "json":
@@ -166,7 +170,7 @@ def verify(
 
 @app.command()
 def fix(
-    model: Path = typer.Argument(..., help="The ONNX model (never overwritten)."),
+    model: Path = typer.Argument(..., help="The ONNX model (not overwritten unless named by -o with --force)."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
@@ -196,6 +200,8 @@ def fix(
     out = output or default_output(model)
     if not dry_run and out.exists() and not force:
         raise DlarulesError(out, "already exists; pass --force to replace it")
+    if not dry_run and not out.parent.is_dir():
+        raise DlarulesError(out, f"cannot write: folder {out.parent} does not exist")
     result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
                      only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
                      allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol, atol=atol)
@@ -276,6 +282,11 @@ def rules_diff(
     """Rules added, removed and changed between two TensorRT releases: a release's changes reviewed as data."""
     from .diff import diff, render
     db = _db(rules)
+    for option, version in (("--from", old), ("--to", new)):
+        try:
+            db.target(target, version, platform=platform, precision=precision)
+        except OptionError as exc:   # name the option the user gave, not the internal --trt
+            raise OptionError(option, exc.problem) from None
     d = diff(db, target, old, new, platform=platform or "jetson", precision=precision)
     typer.echo(json.dumps(d.to_dict(), indent=2) if fmt == "json" else render(d), nl=fmt == "json")
 
@@ -396,7 +407,9 @@ def main() -> None:
         # click (vendored by newer typer releases) usage errors carry format_message()
         fmt = getattr(exc, "format_message", None)
         if callable(fmt):
-            typer.echo(f"dlarules: error: {fmt()}", err=True)
+            message = fmt()
+            if message:   # an empty one follows the help text printed for a bare `dlarules`
+                typer.echo(f"dlarules: error: {message}", err=True)
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             sys.exit(130)

@@ -88,22 +88,33 @@ def _session(model: onnx.ModelProto, where: str) -> Any:
     try:
         return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DlarulesError(where, f"onnxruntime cannot run it: {first}") from None
+        raise DlarulesError(where, f"onnxruntime cannot run it: {_first_line(exc)}") from None
 
 
-def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str,
+        feeds_from: str | None = None) -> dict[str, np.ndarray]:
     sess = _session(model, where)
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
+    try:
+        return dict(zip(names, sess.run(names, feeds)))
+    except Exception as exc:
+        # a wrong shape or type in the user's inputs (or an op that fails on them) is a usage error, not a crash
+        raise DlarulesError(feeds_from or where, f"onnxruntime cannot run {where} on these inputs: "
+                                                 f"{_first_line(exc)}") from None
 
 
 def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
           inputs: str | os.PathLike[str] | None = None, seed: int = 0, rtol: float = 1e-3, atol: float = 1e-4,
           source: str = "<model>") -> Proof:
     feeds = _inputs(original, input_shapes, seed, inputs)
-    want = run(original, feeds, source)
-    got = run(rewritten, feeds, f"{source} (rewritten)")
+    given = str(inputs) if inputs is not None else None
+    want = run(original, feeds, source, given)
+    got = run(rewritten, feeds, f"{source} (rewritten)", given)
     proof = Proof([], rtol, atol, str(inputs) if inputs is not None else f"random (seed {seed})")
     for name, a in want.items():
         b = got.get(name)

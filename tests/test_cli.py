@@ -124,3 +124,12 @@ def test_version(cli):
 def test_module_entry_point_runs():
     r = run_cli("check", str(EXAMPLE), "--target", "xavier")
     assert r.returncode == 1 and "SOFTMAX-XAVIER" in r.stdout and r.stderr == ""
+
+
+def test_option_values_are_checked():
+    r = run_cli("check", str(EXAMPLE), "--min-dla-coverage", "150")
+    assert r.returncode == 2 and "--min-dla-coverage: 150 is not a percentage" in r.stderr
+    r = run_cli("rules", "diff", "--target", "orin", "--from", "1.0", "--to", "10.3")
+    assert r.returncode == 2 and r.stderr.startswith("dlarules: error: --from: TensorRT 1.0")
+    r = run_cli()
+    assert r.returncode == 2 and "Usage" in r.stdout + r.stderr and "error: \n" not in r.stderr

@@ -122,3 +122,23 @@ def test_input_shape_is_written_into_the_fixed_model(tmp_path):
     out = onnx.load(str(tmp_path / "dyn.dla.onnx"))
     assert [d.dim_value for d in out.graph.input[0].type.tensor_type.shape.dim] == [1, 8, 16, 16]
     assert "gap-to-avgpool" in r.stdout
+
+
+def test_unwritable_output_and_wrong_inputs_are_one_line_errors(tmp_path):
+    src = demo(tmp_path)
+    r = run_cli("fix", str(src), "-o", str(tmp_path / "no" / "such" / "dir" / "out.onnx"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "folder" in r.stderr and "does not exist" in r.stderr
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, input=np.zeros((1, 3, 8, 8), np.float32))   # the model takes 1x3x128x128
+    r = run_cli("fix", str(src), "--inputs", str(bad), "--dry-run")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(bad) in r.stderr and "onnxruntime" in r.stderr
+    r = run_cli("check", str(src), "--format", "json", "-o", str(tmp_path / "nope" / "r.json"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not exist" in r.stderr
+
+
+def test_nothing_to_rewrite_says_nothing_is_written(tmp_path):
+    src = tmp_path / "relu.onnx"
+    src.write_bytes(fixtures.build({"nodes": [{"op": "Relu"}]}).SerializeToString())
+    r = run_cli("fix", str(src))
+    assert r.returncode == 0 and "nothing written: no rewrite to apply" in r.stdout
+    assert not (tmp_path / "relu.dla.onnx").exists()

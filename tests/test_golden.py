@@ -31,3 +31,22 @@ def test_golden(name, target, fmt, db, monkeypatch):
         path.write_text(got)
     assert path.exists(), f"missing golden file {path}; run with DLARULES_UPDATE_GOLDEN=1"
     assert got == path.read_text()
+
+
+def test_readme_sample_report_is_what_check_prints(db, monkeypatch):
+    # the README shows an excerpt of the example's report: every line it shows (between "..." elisions) must appear
+    # in the real output, in order, so the README cannot drift from what runs
+    text = (ROOT / "README.md").read_text()
+    start = text.index("$ dlarules check examples/dla_demo.onnx --target orin\n")
+    block = text[start:text.index("```", start)].splitlines()[1:]
+    monkeypatch.chdir(ROOT)
+    out = render(check("examples/dla_demo.onnx", db, hardware="orin")).splitlines()
+    pos = 0
+    for line in (b for b in block if b.strip() != "..."):
+        if "(...)" in line:   # an elided list inside a line: compare the two ends
+            head, tail = line.split("(...)")
+            hits = [i for i in range(pos, len(out)) if out[i].startswith(head) and out[i].endswith(tail)]
+        else:
+            hits = [i for i in range(pos, len(out)) if out[i] == line]
+        assert hits, f"README line not in the report (or out of order): {line!r}"
+        pos = hits[0] + 1

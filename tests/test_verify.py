@@ -188,6 +188,8 @@ def test_trtexec_lookup(env, monkeypatch):
         trtexec_mod.find_trtexec(env / "nowhere" / "trtexec")
     one_line(exc, "--trtexec", "no such executable file")
     assert trtexec_mod.find_trtexec(None) == str(env / "bin" / "trtexec")          # PATH
+    monkeypatch.chdir(env / "bin")   # a relative --trtexec is the file here, not a name to look up on PATH
+    assert trtexec_mod.find_trtexec("./trtexec") == str((env / "bin" / "trtexec").resolve())
     monkeypatch.setenv("PATH", str(env / "empty"))
     assert trtexec_mod.find_trtexec(None) is None
     with pytest.raises(VerifyError) as exc:

@@ -80,4 +80,6 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
         out.append(f"wrote {written}")
     elif result.changes:
         out.append("nothing written: the proof failed (use --force to write anyway)")
+    else:
+        out.append("nothing written: no rewrite to apply")
     return "\n".join(out) + "\n"

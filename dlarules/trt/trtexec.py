@@ -27,7 +27,8 @@ def find_trtexec(explicit: str | Path | None = None) -> str | None:
         p = Path(explicit)
         if not (p.is_file() and os.access(p, os.X_OK)):
             raise VerifyError("--trtexec", f"{p}: no such executable file")
-        return str(p)
+        # absolute: Path("./trtexec") prints as "trtexec", which the system would look up on PATH instead
+        return str(p.resolve())
     found = shutil.which("trtexec")
     if found:
         return found
