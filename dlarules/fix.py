@@ -179,7 +179,8 @@ class _Fixer:
         shapes = splice.shapes_of(graph)
         self.dtypes = {name: t.dtype for name, t in graph.tensors.items() if t.dtype is not None}
         ix = splice.Index(model)
-        span = splice.in_model_order(ix, splice.union(splice.neighbourhood(ix, n) for n in plan if n in ix.by_name))
+        span = splice.in_model_order(ix, splice.union(splice.neighbourhood(ix, n, _reach(recipes))
+                                                      for n, recipes in plan.items() if n in ix.by_name))
         local = splice.extract(ix, span, graph)
         reserved = splice.names_in(model)
         trial = self._apply_local(local, plan, shapes, reserved, record=True)
@@ -254,6 +255,12 @@ class _Fixer:
             return [], local
         g.cleanup()
         return applied, _export(g, local)
+
+
+def _reach(recipes: list[tuple[str, list[str]]]) -> int:
+    """How far around a node its planned recipes look (a smaller neighbourhood is cheaper to rewrite)."""
+    from .recipes.registry import REGISTRY
+    return max(REGISTRY[r].reach for r, _ in recipes)
 
 
 def _by_plan_node(applied: list[tuple[str, Change]]) -> dict[str, list[Change]]:

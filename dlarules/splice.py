@@ -13,8 +13,9 @@ from onnx import helper
 
 from .model import Graph
 
-# Ops whose single-use links a neighbourhood follows (the patterns recipes look at: Flatten/Reshape before a
-# Gemm through element-wise ops, Transpose around a Softmax, ...). Constants feeding it always come along.
+# How many single-use links a neighbourhood follows by default; each recipe says how far its pattern reaches
+# (Flatten/Reshape before a Gemm through element-wise ops: 3, Transpose around a Softmax: 2, one node: 1).
+# Constants feeding the neighbourhood always come along.
 _RADIUS = 3
 
 
@@ -41,12 +42,12 @@ class Index:
         self.order = {id(n): k for k, n in enumerate(g.node)}
 
 
-def neighbourhood(ix: Index, name: str) -> list[onnx.NodeProto]:  # noqa: C901
-    """The node, the single-use producers/readers around it up to _RADIUS links, and Constant producers."""
+def neighbourhood(ix: Index, name: str, radius: int = _RADIUS) -> list[onnx.NodeProto]:  # noqa: C901
+    """The node, the single-use producers/readers around it up to `radius` links, and Constant producers."""
     start = ix.by_name[name]
     picked = {id(start): start}
     frontier = [start]
-    for _ in range(_RADIUS):
+    for _ in range(radius):
         nxt = []
         for n in frontier:
             for i in n.input:

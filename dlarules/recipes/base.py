@@ -180,6 +180,7 @@ class Recipe:
     apply: Callable[[gs.Node, Context], Change]
     doc: str = ""
     exact_when: Callable[[gs.Node, Context], bool] | None = None   # for "conditional" recipes
+    reach: int = 1                 # links from the node its pattern spans (the neighbourhood fix cuts out)
 
     def is_exact(self, node: gs.Node, ctx: Context) -> bool:
         """Will applying it here keep the function (up to float rounding)? Decided before rewriting."""

@@ -281,7 +281,7 @@ RECIPES = [
            _check_gemm, _apply_gemm,
            "A fully connected layer on a flattened C x H x W tensor is a convolution with an H x W kernel: the "
            "network stays 4-D (DLA) up to the final Flatten, and no 2-D dimension of C*H*W (over 8192 for VGG) "
-           "appears."),
+           "appears.", reach=3),
     Recipe("depth-to-space-deconv", "DepthToSpace -> ConvTranspose with 0/1 weights", ("DepthToSpace",), "always",
            "one layer; adds (C*b*b)*C*b*b weights", _check_block, _apply_d2s,
            "As NVIDIA's DLA-SW op_reconstruction does: kernel = stride = blocksize, one-hot weights; DCR and CRD."),
@@ -291,12 +291,12 @@ RECIPES = [
     Recipe("softmax-transpose-fold", "Transpose -> Softmax -> Transpose back -> one Softmax on the original axis",
            ("Transpose", "Softmax"), "always", "two layers fewer", _check_softmax, _apply_softmax,
            "A softmax over the last axis of an NHWC view, between a transpose and its inverse, is a softmax over the "
-           "channel axis of the NCHW tensor: the transposes (which fall back on Xavier) disappear."),
+           "channel axis of the NCHW tensor: the transposes (which fall back on Xavier) disappear.", reach=2),
     Recipe("fold-constants", "Constant folding, removal of Identity and dead nodes",
            ("Identity", "Dropout", "Cast", "Concat", "Conv", "ConvTranspose", "Reshape", "PRelu"), "always",
            "fewer layers", _check_fold, _apply_fold,
            "Identity/Dropout (and a one-input Concat) pass their input through; constant subgraphs (weights computed "
-           "by Cast, Transpose, DequantizeLinear...) are evaluated once with onnx-graphsurgeon."),
+           "by Cast, Transpose, DequantizeLinear...) are evaluated once with onnx-graphsurgeon.", reach=3),
 ]
 
 
@@ -529,5 +529,5 @@ RECIPES += [
            "by evaluating it on element indices: a permutation of channels becomes a 1x1 convolution with a 0/1 "
            "matrix; a depth-to-space (DCR or CRD) a ConvTranspose, a space-to-depth a Conv, with kernel = stride = "
            "block and one-hot weights (as depth-to-space-deconv / space-to-depth-conv). Each output is one input "
-           "times 1: exact."),
+           "times 1: exact.", reach=2),
 ]
