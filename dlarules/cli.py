@@ -23,7 +23,8 @@ TargetOpt = typer.Option("orin", "--target", "-t", help="Hardware: xavier or ori
 TrtOpt = typer.Option(None, "--trt", help="TensorRT version (default: the hardware's default release).")
 JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --trt, e.g. 5.1.1.")
 PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive.")
-PrecisionOpt = typer.Option(None, "--precision", help="fp16 (default) or int8.")
+PrecisionOpt = typer.Option(None, "--precision", help="fp16 (default) or int8 (as trtexec --int8: layers DLA runs "
+                                                       "only in FP16, such as Slice and SoftMax, fall back).")
 RulesOpt = typer.Option(None, "--rules", help="Extra rule directory layered on the packaged DB (repeatable).")
 ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1x3x640x640 (repeatable, or "
                                                      "trtexec's comma list a:DIMS,b:DIMS).")
