@@ -64,6 +64,13 @@ CASES = [
     ("div-to-mul", "NEVER-CONSTANT", ("orin", "10.3", "fp16"),   # Orin runs DIV, but not its constant operand
      {"initializers": {"c": {"shape": [1], "value": 6.0}}, "nodes": [{"op": "Div", "inputs": ["x", "c"]}]},
      "Mul by its reciprocal"),
+    ("broadcast-expand", "EW-BROADCAST", ("orin", "10.3", "fp16"),   # CBAM-style spatial attention
+     {"inputs": {"a": [1, 8, 6, 6], "m": [1, 1, 6, 6]}, "nodes": [{"op": "Sigmoid", "inputs": ["m"]},
+                                                                  {"op": "Mul", "inputs": ["a", "t0"]}]},
+     "copied to 8 channels by a 1x1 Conv of ones"),
+    ("broadcast-expand", "EW-BROADCAST", ("orin", "10.3", "fp16"),
+     {"inputs": {"a": [1, 4, 3, 5]}, "initializers": {"c": {"shape": [1, 1, 3, 5], "value": 0.5}},
+      "nodes": [{"op": "Add", "inputs": ["a", "c"]}]}, "constant operand expanded to 1x4x3x5"),
     ("neg-to-mul", "UNARY-OP", ("orin", "10.3", "fp16"), {"nodes": [{"op": "Neg"}, {"op": "Relu"}]},
      "Neg -> Mul by -1"),
     ("gemm-to-conv", "GEN-MAX-DIM", ("orin", "10.3", "fp16"),

@@ -16,6 +16,8 @@ RECIPES: dict[str, str] = {
     "hardsigmoid-decompose": "HardSigmoid -> Clip(alpha * x + beta, 0, 1) with layers DLA runs",
     "reducemean-to-pool": "ReduceMean over H and W -> AveragePool",
     "div-to-mul": "Div by a constant -> Mul by its reciprocal",
+    "broadcast-expand": "ElementWise operand DLA cannot broadcast (N1HW map, 11HW constant) -> expanded to the full "
+                        "NCHW shape (1x1 Conv of ones / full-size constant)",
     "neg-to-mul": "Neg -> Mul by -1",
     "gemm-to-conv": "Flatten/Reshape + Gemm/MatMul with constant weights on a pooled 4D tensor -> 1x1 Convolution",
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",

@@ -87,3 +87,63 @@ RECIPES = [
     Recipe("neg-to-mul", "Neg -> Mul by -1", ("Neg",), "always", "no new layer (a Scale)",
            _check_float_input, _apply_neg, "DLA runs only ABS as a unary layer."),
 ]
+
+
+# ---------------------------------------------------------------------------------------------- broadcasting
+
+_BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
+
+
+def _broadcast_plan(node: gs.Node, ctx: Context) -> tuple[int, tuple, bool] | str:
+    """(index of the operand to expand, the full NCHW shape, whether it is a constant), or why not."""
+    if len(node.inputs) != 2:
+        return "needs two operands"
+    out = ctx.shape(node.outputs[0])
+    if out is None or len(out) != 4:
+        return "needs a static 4-D output"
+    shapes = [ctx.shape(t) for t in node.inputs]
+    if shapes.count(out) != 1:
+        return "needs exactly one operand of the output's full shape"
+    k = 1 - shapes.index(out)
+    other, const = node.inputs[k], constant_value(node.inputs[k]) is not None
+    if const:
+        return k, out, True
+    s = shapes[k]
+    if s is None or len(s) != 4 or s[1] != 1 or (s[0], s[2], s[3]) != (out[0], out[2], out[3]):
+        return f"the operand {other.name} ({'x'.join(map(str, s)) if s else '?'}) is not a one-channel map N1HW"
+    return k, out, False
+
+
+def _check_broadcast(node: gs.Node, ctx: Context) -> str | None:
+    got = _broadcast_plan(node, ctx)
+    if isinstance(got, str):
+        return got
+    return _check_float_input(node, ctx)
+
+
+def _apply_broadcast(node: gs.Node, ctx: Context) -> Change:
+    k, out, const = _broadcast_plan(node, ctx)
+    operand = node.inputs[k]
+    n, c, h, w = out
+    if const:
+        # the constant at full size: an equal-shape operand (TensorRT folds it into a Scale or an ElementWise)
+        full = ctx.weight(f"{node.name}/expanded", np.broadcast_to(constant_value(operand), out))
+        node.inputs[k] = full
+        return Change("broadcast-expand", node.name, f"constant operand expanded to {n}x{c}x{h}x{w}", True,
+                      [node.name], [], int(full.values.size))
+    # a one-channel map copied to C channels by a 1x1 convolution of ones (each output is the input times 1)
+    ones = ctx.weight(f"{node.name}/ones", np.ones((c, 1, 1, 1)))
+    copied = ctx.var(f"{node.name}/expanded", like=operand, shape=out)
+    conv = ctx.node("Conv", f"{node.name}/expand", [operand, ones], [copied], kernel_shape=[1, 1])
+    node.inputs[k] = copied
+    return Change("broadcast-expand", node.name, f"{operand.name} ({n}x1x{h}x{w}) copied to {c} channels by a 1x1 "
+                  f"Conv of ones before {node.op}", True, [conv.name, node.name], [], c)
+
+
+RECIPES += [
+    Recipe("broadcast-expand", "Operand DLA cannot broadcast -> expanded to the full NCHW shape", _BINARY, "always",
+           "a constant: C*H*W values; a one-channel map: one 1x1 Conv layer", _check_broadcast, _apply_broadcast,
+           "DLA's ElementWise takes operands of equal shape, NC11 or N111. A spatial attention map N1HW (CBAM, "
+           "segmentation masks) times an NCHW tensor is neither: a 1x1 convolution of ones copies the map to C "
+           "channels exactly; a constant operand is stored at full size."),
+]
