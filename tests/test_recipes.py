@@ -259,3 +259,11 @@ def test_super_resolution_pixel_shuffle_moves_to_dla(tmp_path, db):
         assert [c.recipe for c in result.changes] == ["shuffle-chain-to-conv"]
         assert "DepthToSpace 3 (CRD)" in result.changes[0].detail
         assert result.proof.passed and result.proof.outputs[0].max_abs == 0.0
+
+
+def test_readme_lists_every_recipe():
+    import re
+    from conftest import ROOT
+    text = (ROOT / "README.md").read_text()
+    listed = text[text.index("\nRecipes: "):].split(". Each says", 1)[0]
+    assert set(re.findall(r"`([a-z0-9-]+)`", listed)) == set(REGISTRY)
