@@ -55,12 +55,43 @@ def lowering_md() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cured_by(db: Any) -> dict[str, list[str]]:
+    """recipe -> the rule IDs that name it (any op, any entry)."""
+    out: dict[str, set[str]] = {}
+    for r in db.rules:
+        names = r.fix.values() if isinstance(r.fix, dict) else [r.fix] if r.fix else []
+        for name in names:
+            out.setdefault(name, set()).add(r.id)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def recipes_md(db: Any) -> str:
+    from .recipes.registry import REGISTRY
+    cured = _cured_by(db)
+    lines = [HEADER, "# Fix recipes", "",
+             "The rewrites `dlarules fix` applies (`dlarules/recipes/`), each tested on a model that violates the "
+             "rule it cures and proven in onnxruntime (`tests/test_recipes.py`). *exact*: the same function up to "
+             "float rounding; *approximate*: applied only with `--allow-approx`, its error is measured and shown.",
+             "", "| recipe | rewrites | exact? | cost | cures |", "|---|---|---|---|---|"]
+    exactness = {"always": "exact", "approximate": "approximate",
+                 "conditional": "exact in the cases below, else approximate"}
+    for name in sorted(REGISTRY):
+        r = REGISTRY[name]
+        rules = ", ".join(f"[{rid}](rules/{rid}.md)" for rid in cured.get(name, [])) or "-"
+        lines.append(f"| [`{name}`](#{name}) | {', '.join(r.ops)} | {exactness[r.exactness]} | {r.cost} | {rules} |")
+    for name in sorted(REGISTRY):
+        r = REGISTRY[name]
+        lines += ["", f"## {name}", "", f"{r.title}.", "", r.doc]
+    return "\n".join(lines) + "\n"
+
+
 def generated(db: Any | None = None) -> dict[str, str]:
     """File name (relative to docs/) -> content."""
     files = {"layers.md": layers_md(), "lowering.md": lowering_md()}
     if db is not None:
         from .report.rulepages import rule_pages
         files.update(rule_pages(db))
+        files["recipes.md"] = recipes_md(db)
     return files
 
 

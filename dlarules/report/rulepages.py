@@ -12,8 +12,8 @@ def _fix_text(fix: Any) -> str:
     if fix is None:
         return "none"
     if isinstance(fix, dict):
-        return ", ".join(f"`{r}` for {op}" for op, r in fix.items())
-    return f"`{fix}`"
+        return ", ".join(f"[`{r}`](../recipes.md#{r}) for {op}" for op, r in fix.items())
+    return f"[`{fix}`](../recipes.md#{fix})"
 
 
 def _cond(c: Any) -> str:
