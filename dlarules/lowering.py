@@ -186,7 +186,7 @@ def _spatial_pads(node: Node, in_shape: tuple | None, kernel: list[int], stride:
     return [0] * n, [0] * n
 
 
-def _cbuf_banks(cin: int, groups: int, kernel: list[int], dilation: list[int], win: int, nbytes: int) -> int:
+def cbuf_banks(cin: int, groups: int, kernel: list[int], dilation: list[int], win: int, nbytes: int) -> int:
     """DLA convolution buffer banks needed (TensorRT 8.4 guide, 'DLA supported layers', convolution):
     wtBanksForOneKernel + minDataBanks, to compare with the 16 banks DLA has."""
     kh = kernel[0]
@@ -244,8 +244,8 @@ def lower_conv(lw: Lowerer) -> None:
     x = lw.inp(0)
     win = x.shape[-1] if x.shape and isinstance(x.shape[-1], int) else 1
     k = attrs["kernel"] or [1]
-    attrs["cbuf_banks_fp16"] = _cbuf_banks(attrs["in_channels"], attrs["groups"], k, attrs["dilation"] or [1], win, 2)
-    attrs["cbuf_banks_int8"] = _cbuf_banks(attrs["in_channels"], attrs["groups"], k, attrs["dilation"] or [1], win, 1)
+    attrs["cbuf_banks_fp16"] = cbuf_banks(attrs["in_channels"], attrs["groups"], k, attrs["dilation"] or [1], win, 2)
+    attrs["cbuf_banks_int8"] = cbuf_banks(attrs["in_channels"], attrs["groups"], k, attrs["dilation"] or [1], win, 1)
     if attrs["nb_spatial_dims"] == 1:
         attrs = {**attrs, "nb_spatial_dims": 2}
     _with_1d_wrap(lw, lambda t: lw.add("CONVOLUTION", attrs, [t], None if x.rank == 3 else lw.out(0),
@@ -696,8 +696,8 @@ def _lower_fc(lw: Lowerer, a: Tensor, b: Tensor, y: Tensor, mode: str) -> None:
         attrs = {"kernel": [1, 1], "stride": [1, 1], "padding_pre": [0, 0], "padding_post": [0, 0],
                  "dilation": [1, 1], "groups": 1, "out_channels": int(kout) if isinstance(kout, int) else 0,
                  "in_channels": int(k) if isinstance(k, int) else 0, "weights_const": True, "nb_spatial_dims": 2,
-                 "cbuf_banks_fp16": _cbuf_banks(int(k or 0), 1, [1, 1], [1, 1], 1, 2),
-                 "cbuf_banks_int8": _cbuf_banks(int(k or 0), 1, [1, 1], [1, 1], 1, 1)}
+                 "cbuf_banks_fp16": cbuf_banks(int(k or 0), 1, [1, 1], [1, 1], 1, 2),
+                 "cbuf_banks_int8": cbuf_banks(int(k or 0), 1, [1, 1], [1, 1], 1, 1)}
         z = lw.add("CONVOLUTION", attrs, [a4], shape=(n, kout, 1, 1), dtype=a.dtype, origin="builder")
     back = lw.features["reshape_back_name"].format(lw.node.name)
     lw.add("SHUFFLE", _shuffle_attrs(reshape=True), [z], y, name=back, origin="builder")

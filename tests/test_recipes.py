@@ -33,6 +33,10 @@ CASES = [
      {"inputs": {"x": [1, 8, 9, 10]}, "nodes": [{"op": "AveragePool", "attrs": {
          "kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 0}}]},
      "factors 1..2.25"),
+    ("avgpool-to-conv", "POOL-WINDOW", ("xavier", "8.5", "fp16"),   # DDRNet's SPP pool: one 17x17 kernel overflows CBUF
+     {"inputs": {"x": [1, 512, 16, 32]}, "nodes": [{"op": "AveragePool", "attrs": {
+         "kernel_shape": [17, 17], "strides": [8, 8], "pads": [8, 8, 8, 8], "count_include_pad": 1}}]},
+     "depthwise Convs 1x17 then 17x1"),
     ("maxpool-cascade", "POOL-WINDOW", ("orin", "10.3", "fp16"),
      {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "MaxPool", "attrs": {
          "kernel_shape": [13, 13], "strides": [2, 2], "pads": [6, 6, 6, 6]}}]}, "cascade 8x8 -> 6x6"),

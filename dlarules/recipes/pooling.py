@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..lowering import cbuf_banks
 from .base import Change, Context, Recipe, chain, factor_window, replace, str_attr
 
 # DLA limits the recipes aim for (POOL-WINDOW, POOL-PADDING, CONV-KERNEL in rules/); the fix re-checks the result.
 POOL_WINDOW = 8
 POOL_PADDING = 7
 CONV_KERNEL = 32
+CBUF_BANKS = 16
 
 
 def _nchw(ctx: Context, node: gs.Node) -> tuple | None:
@@ -103,23 +105,40 @@ def _check_avgpool(node: gs.Node, ctx: Context) -> str | None:
     return None
 
 
-def _apply_avgpool(node: gs.Node, ctx: Context) -> Change:
+def _box_convs(node: gs.Node, ctx: Context) -> tuple[list[tuple[str, list, dict]], str, int]:
+    """The depthwise convolution(s) computing the window sums / kh*kw: one kh x kw kernel, or, when that kernel
+    would overflow DLA's convolution buffer, a 1 x kw kernel (which also takes the column stride, so the next
+    layer reads a narrower tensor) then a kh x 1 kernel. A box filter is separable: the result is the same."""
     a = node.attrs
     kh, kw = a["kernel_shape"]
-    c = _nchw(ctx, node)[1]
-    weight = ctx.weight(f"{node.name}/mean_weight", np.full((c, 1, kh, kw), 1.0 / (kh * kw)))
-    attrs = {"kernel_shape": [kh, kw], "group": c, "strides": list(a.get("strides", [1, 1])),
-             "pads": list(a.get("pads", [0, 0, 0, 0]))}
+    sh, sw = list(a.get("strides", [1, 1]))
+    pt, pl, pb, pr = list(a.get("pads", [0, 0, 0, 0]))
+    _, c, _, w = _nchw(ctx, node)
+    if kh == 1 or kw == 1 or cbuf_banks(c, c, [kh, kw], [1, 1], w, 2) <= CBUF_BANKS:
+        weight = ctx.weight(f"{node.name}/mean_weight", np.full((c, 1, kh, kw), 1.0 / (kh * kw)))
+        return ([("Conv", [weight], {"kernel_shape": [kh, kw], "group": c, "strides": [sh, sw],
+                                     "pads": [pt, pl, pb, pr]})],
+                f"depthwise Conv {kh}x{kw} with weights 1/{kh * kw}", c * kh * kw)
+    row = ctx.weight(f"{node.name}/row_weight", np.full((c, 1, 1, kw), 1.0 / kw))
+    col = ctx.weight(f"{node.name}/col_weight", np.full((c, 1, kh, 1), 1.0 / kh))
+    return ([("Conv", [row], {"kernel_shape": [1, kw], "group": c, "strides": [1, sw], "pads": [0, pl, 0, pr]}),
+             ("Conv", [col], {"kernel_shape": [kh, 1], "group": c, "strides": [sh, 1], "pads": [pt, 0, pb, 0]})],
+            f"depthwise Convs 1x{kw} then {kh}x1 (a {kh}x{kw} kernel would overflow DLA's convolution buffer)",
+            c * (kh + kw))
+
+
+def _apply_avgpool(node: gs.Node, ctx: Context) -> Change:
+    kh, kw = node.attrs["kernel_shape"]
     name = node.name
-    steps = [("Conv", [weight], attrs)]
+    steps, what, weights = _box_convs(node, ctx)
     detail, extra = "", 0
     if _excludes_padding(node):
         scale, detail = _border_correction(node, ctx)
         steps.append(("Mul", [scale], {}))
         detail, extra = f" x {detail}", int(scale.values.size)
     names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, steps))
-    return Change("avgpool-to-conv", name, f"AveragePool {kh}x{kw} -> depthwise Conv {kh}x{kw} with weights "
-                  f"1/{kh * kw}{detail}", True, names, [name], c * kh * kw + extra)
+    return Change("avgpool-to-conv", name, f"AveragePool {kh}x{kw} -> {what}{detail}", True, names, [name],
+                  weights + extra)
 
 
 def _check_maxpool(node: gs.Node, ctx: Context) -> str | None:
@@ -215,7 +234,8 @@ RECIPES = [
            "same layer count; adds C*kh*kw weights", _check_avgpool, _apply_avgpool,
            "Exact with inclusive padding (count_include_pad=1) or no padding; with exclusive padding the border "
            "windows are divided by fewer elements, so a constant border correction (see avgpool-exclude-pad-to-mul) "
-           "multiplies the convolution's output."),
+           "multiplies the convolution's output. A kernel that would overflow DLA's convolution buffer (CONV-CBUF) "
+           "is split into a 1 x kw and a kh x 1 depthwise convolution (a box filter is separable)."),
     Recipe("maxpool-cascade", "MaxPool over 8 -> cascade of small max pools", ("MaxPool",), "always",
            "one pooling layer per step", _check_maxpool, _apply_maxpool,
            "Stride-1 max windows compose (k1 + k2 - 1); the padding is spread over the steps and the last step "
