@@ -142,3 +142,13 @@ def test_nothing_to_rewrite_says_nothing_is_written(tmp_path):
     r = run_cli("fix", str(src))
     assert r.returncode == 0 and "nothing written: no rewrite to apply" in r.stdout
     assert not (tmp_path / "relu.dla.onnx").exists()
+
+
+def test_proof_compares_inf_and_nan_as_equal_when_both_sides_have_them():
+    from dlarules.prove import _compare
+    a = np.array([1.0, np.inf, -np.inf, np.nan, 2.0])
+    assert _compare("y", a, a.copy(), 1e-3, 1e-4).passed
+    r = _compare("y", a, np.array([1.0, np.inf, np.inf, np.nan, 2.0]), 1e-3, 1e-4)
+    assert not r.passed and r.max_abs == float("inf")
+    r = _compare("y", a, np.array([1.0, np.inf, -np.inf, 0.0, 2.0]), 1e-3, 1e-4)
+    assert not r.passed
