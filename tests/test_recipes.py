@@ -40,9 +40,20 @@ CASES = [
     ("maxpool-cascade", "POOL-WINDOW", ("orin", "10.3", "fp16"),
      {"inputs": {"x": [1, 8, 32, 32]}, "nodes": [{"op": "MaxPool", "attrs": {
          "kernel_shape": [13, 13], "strides": [2, 2], "pads": [6, 6, 6, 6]}}]}, "cascade 8x8 -> 6x6"),
-    ("reducemean-to-pool", "REDUCE-OP", ("orin", "10.3", "fp16"),
+    ("reduce-to-pool-conv", "REDUCE-OP", ("orin", "10.3", "fp16"),
      {"inputs": {"x": [1, 8, 6, 6]}, "nodes": [{"op": "ReduceMean", "attrs": {"axes": [2, 3], "keepdims": 1}}]},
      "AveragePool 6x6"),
+    ("reduce-to-pool-conv", "REDUCE-OP", ("orin", "10.3", "fp16"),   # CBAM channel pooling
+     {"inputs": {"x": [1, 8, 6, 6]}, "nodes": [{"op": "ReduceMean", "attrs": {"axes": [1], "keepdims": 1}},
+                                              {"op": "Relu"}]}, "ReduceMean over C (8) -> Conv 1x1"),
+    ("reduce-to-pool-conv", "REDUCE-SUPPORT", ("xavier", "8.5", "fp16"),
+     {"inputs": {"x": [1, 8, 6, 6]}, "initializers": {"ax": I64(2, 3)},
+      "nodes": [{"op": "ReduceSum", "inputs": ["x", "ax"], "attrs": {"keepdims": 1}}, {"op": "Relu"}]},
+     "ReduceSum over H,W (6x6) -> AveragePool 6x6 x 36"),
+    ("gather-to-conv", "NEVER-GATHER", ("orin", "10.3", "fp16"),   # RGB -> BGR at the input
+     {"inputs": {"x": [1, 3, 8, 8]}, "initializers": {"i": I64(2, 1, 0)},
+      "nodes": [{"op": "Gather", "inputs": ["x", "i"], "attrs": {"axis": 1}}, {"op": "Relu"}]},
+     "Gather of channels [2, 1, 0] -> Conv 1x1"),
     ("resize-sizes-to-scales", "RESIZE-STATIC-SCALES", ("xavier", "8.5", "fp16"),
      {"nodes": [{"op": "Shape", "inputs": ["x"], "outputs": ["s"]},
                 {"op": "Gather", "inputs": ["s", "hw"], "outputs": ["g"]},

@@ -14,7 +14,7 @@ RECIPES: dict[str, str] = {
     "resize-linear-to-nearest": "bilinear Resize with a scale DLA rejects -> nearest (approximate)",
     "hardswish-decompose": "HardSwish -> x * Clip(x + 3, 0, 6) / 6 with layers DLA runs",
     "hardsigmoid-decompose": "HardSigmoid -> Clip(alpha * x + beta, 0, 1) with layers DLA runs",
-    "reducemean-to-pool": "ReduceMean over H and W -> AveragePool",
+    "reduce-to-pool-conv": "ReduceMean/ReduceSum over H and W -> AveragePool (x H*W for a sum); over C -> 1x1 Conv",
     "div-to-mul": "Div by a constant -> Mul by its reciprocal",
     "broadcast-expand": "ElementWise operand DLA cannot broadcast (N1HW map, 11HW constant) -> expanded to the full "
                         "NCHW shape (1x1 Conv of ones / full-size constant)",
@@ -24,6 +24,8 @@ RECIPES: dict[str, str] = {
     "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",
     "shuffle-chain-to-conv": "Reshape -> Transpose -> Reshape that shuffles channels or moves them into pixels "
                              "(PixelShuffle/Unshuffle) -> a (de)convolution with 0/1 weights",
+    "gather-to-conv": "Gather of channels with constant indices (RGB<->BGR, channel subsets) -> 1x1 Conv with one-hot "
+                      "weights",
     "fold-constants": "constant folding, removal of Identity and dead nodes",
     "deconv-pad-to-slice": "padded ConvTranspose -> unpadded ConvTranspose followed by a cropping Slice",
     "pad-into-conv": "zero Pad before a Conv -> the Conv's own padding",

@@ -6,7 +6,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..lowering import cbuf_banks
-from .base import Change, Context, Recipe, chain, factor_window, replace, str_attr
+from .base import Change, Context, Recipe, chain, constant_value, factor_window, replace, str_attr
 
 # DLA limits the recipes aim for (POOL-WINDOW, POOL-PADDING, CONV-KERNEL in rules/); the fix re-checks the result.
 POOL_WINDOW = 8
@@ -20,14 +20,18 @@ def _nchw(ctx: Context, node: gs.Node) -> tuple | None:
     return shape if shape is not None and len(shape) == 4 else None
 
 
-def _mean_hw(ctx: Context, node: gs.Node, h: int, w: int) -> tuple[str, list[str], int]:
-    """Replace `node` by the mean over H and W of its NCHW input: one pool, a depthwise conv, or a cascade."""
+def _mean_hw(ctx: Context, node: gs.Node, h: int, w: int,
+             tail: list | None = None) -> tuple[str, list[str], int]:
+    """Replace `node` by the mean over H and W of its NCHW input: one pool, a depthwise conv, or a cascade (then
+    the `tail` steps, e.g. a Mul turning the mean into a sum)."""
     c = _nchw(ctx, node)[1]
     base = node.name or node.outputs[0].name
+    tail = tail or []
     # In INT8 an average pool falls back anyway (POOL-INT8-AVG): go straight to the convolution then.
     as_pool = "POOL-INT8-AVG" not in ctx.firing
     if as_pool and h <= POOL_WINDOW and w <= POOL_WINDOW:
-        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, [("AveragePool", [], {"kernel_shape": [h, w]})]))
+        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, [("AveragePool", [], {"kernel_shape": [h, w]}),
+                                                                        *tail]))
         return f"AveragePool {h}x{w}", names, 0
     fh, fw = factor_window(h, POOL_WINDOW), factor_window(w, POOL_WINDOW)
     # A cascade of non-overlapping pools is exact and light; a big depthwise kernel can overflow DLA's
@@ -35,11 +39,11 @@ def _mean_hw(ctx: Context, node: gs.Node, h: int, w: int) -> tuple[str, list[str
     if not as_pool or fh is None or fw is None:
         weight = ctx.weight(f"{base}/mean_weight", np.full((c, 1, h, w), 1.0 / (h * w)))
         names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, [
-            ("Conv", [weight], {"kernel_shape": [h, w], "group": c})]))
+            ("Conv", [weight], {"kernel_shape": [h, w], "group": c}), *tail]))
         return f"depthwise Conv {h}x{w} with weights 1/{h * w}", names, c * h * w
     n = max(len(fh), len(fw))
     fh, fw = fh + [1] * (n - len(fh)), fw + [1] * (n - len(fw))
-    steps = [("AveragePool", [], {"kernel_shape": [a, b], "strides": [a, b]}) for a, b in zip(fh, fw)]
+    steps = [("AveragePool", [], {"kernel_shape": [a, b], "strides": [a, b]}) for a, b in zip(fh, fw)] + tail
     names = replace(ctx, node, lambda x, y: chain(ctx, x, y, base, steps))
     return "cascade of AveragePools " + " -> ".join(f"{a}x{b}" for a, b in zip(fh, fw)), names, 0
 
@@ -196,30 +200,44 @@ def _apply_maxpool(node: gs.Node, ctx: Context) -> Change:
                   f"compose; the last carries the stride)", True, names, [name])
 
 
-def _check_reducemean(node: gs.Node, ctx: Context) -> str | None:
-    shape = _nchw(ctx, node)
-    if shape is None:
-        return "needs a static 4-D NCHW input"
+def _reduce_axes(node: gs.Node) -> list[int] | None:
     axes = node.attrs.get("axes")
-    if axes is None and len(node.inputs) > 1:
-        from .base import constant_value
+    if axes is None and len(node.inputs) > 1:   # opset 13 ReduceSum / opset 18 ReduceMean: an input
         v = constant_value(node.inputs[1])
         axes = None if v is None else [int(x) for x in v.reshape(-1)]
-    if axes is None or sorted(a % 4 for a in axes) != [2, 3]:
-        return "only a mean over H and W (axes 2, 3)"
+    return None if axes is None else sorted(int(a) % 4 for a in axes)
+
+
+def _check_reduce(node: gs.Node, ctx: Context) -> str | None:
+    if _nchw(ctx, node) is None:
+        return "needs a static 4-D NCHW input"
     if not node.attrs.get("keepdims", 1):
-        return "keepdims=0 would need a reshape after the pool"
+        return "keepdims=0 would need a reshape after it"
+    axes = _reduce_axes(node)
+    if axes == [1]:
+        return None
+    if axes != [2, 3]:
+        return "only a reduction over C (axis 1) or over H and W (axes 2, 3)"
     return _check_mean_hw(ctx, node)
 
 
-def _apply_reducemean(node: gs.Node, ctx: Context) -> Change:
-    _, _, h, w = _nchw(ctx, node)
-    name = node.name
-    while len(node.inputs) > 1:   # the axes input (opset 18) goes with the node
+def _apply_reduce(node: gs.Node, ctx: Context) -> Change:
+    _, c, h, w = _nchw(ctx, node)
+    name, op = node.name, node.op
+    total = op == "ReduceSum"
+    axes = _reduce_axes(node)
+    while len(node.inputs) > 1:   # the axes input goes with the node
         node.inputs.pop()
-    detail, names, weights = _mean_hw(ctx, node, h, w)
-    return Change("reducemean-to-pool", name, f"ReduceMean over H,W ({h}x{w}) -> {detail}", True, names, [name],
-                  weights)
+    if axes == [1]:
+        # a weighted sum over channels is a 1x1 convolution to one channel
+        weight = ctx.weight(f"{name}/channel_weight", np.full((1, c, 1, 1), 1.0 if total else 1.0 / c))
+        names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("Conv", [weight], {"kernel_shape": [1, 1]})]))
+        return Change("reduce-to-pool-conv", name, f"{op} over C ({c}) -> Conv 1x1 to one channel with weights "
+                      f"{'1' if total else f'1/{c}'}", True, names, [name], c)
+    tail = [("Mul", [ctx.weight(f"{name}/window_size", np.array(float(h * w)))], {})] if total else []
+    detail, names, weights = _mean_hw(ctx, node, h, w, tail)
+    return Change("reduce-to-pool-conv", name, f"{op} over H,W ({h}x{w}) -> {detail}"
+                  + (f" x {h * w}" if total else ""), True, names, [name], weights)
 
 
 RECIPES = [
@@ -240,9 +258,12 @@ RECIPES = [
            "one pooling layer per step", _check_maxpool, _apply_maxpool,
            "Stride-1 max windows compose (k1 + k2 - 1); the padding is spread over the steps and the last step "
            "takes the stride."),
-    Recipe("reducemean-to-pool", "ReduceMean over H,W -> pooling", ("ReduceMean",), "always",
-           "as gap-to-avgpool", _check_reducemean, _apply_reducemean,
-           "A mean over H and W with keepdims is a global average pool; see gap-to-avgpool."),
+    Recipe("reduce-to-pool-conv", "ReduceMean/ReduceSum over H,W -> pooling; over C -> 1x1 Conv",
+           ("ReduceMean", "ReduceSum"), "always", "as gap-to-avgpool (a sum: one Scale more); over C: one 1x1 Conv",
+           _check_reduce, _apply_reduce,
+           "A mean over H and W with keepdims is a global average pool (see gap-to-avgpool); a sum is that times H*W. "
+           "A mean or sum over the channels (channel attention, CBAM) is a 1x1 convolution to one channel with "
+           "weights 1/C or 1, as NVIDIA's DLA-SW reconstructs ReduceSum/ReduceMean."),
 ]
 
 

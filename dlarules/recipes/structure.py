@@ -531,3 +531,49 @@ RECIPES += [
            "block and one-hot weights (as depth-to-space-deconv / space-to-depth-conv). Each output is one input "
            "times 1: exact.", reach=2),
 ]
+
+
+# ---------------------------------------------------------------------------------------------- gather
+
+
+def _gather_indices(node: gs.Node, ctx: Context) -> np.ndarray | str:
+    shape = ctx.shape(node.inputs[0])
+    if shape is None or len(shape) != 4:
+        return "needs a static 4-D NCHW input"
+    if int(node.attrs.get("axis", 0)) % 4 != 1:
+        return "only a gather of channels (axis 1)"
+    idx = constant_value(node.inputs[1])
+    if idx is None or idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        return "the indices are not a constant 1-D list (a scalar index drops the axis)"
+    c = shape[1]
+    if np.any(idx < -c) or np.any(idx >= c):
+        return "an index is out of range"
+    return idx % c
+
+
+def _check_gather(node: gs.Node, ctx: Context) -> str | None:
+    got = _gather_indices(node, ctx)
+    return got if isinstance(got, str) else None
+
+
+def _apply_gather(node: gs.Node, ctx: Context) -> Change:
+    idx = _gather_indices(node, ctx)
+    c = ctx.shape(node.inputs[0])[1]
+    w = np.zeros((len(idx), c, 1, 1))
+    w[np.arange(len(idx)), idx, 0, 0] = 1.0
+    weight = ctx.weight(f"{node.name}/select_weight", w)
+    name = node.name
+    node.inputs.pop()   # the indices go with the Gather
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [("Conv", [weight], {"kernel_shape": [1, 1]})]))
+    shown = ", ".join(map(str, idx[:8].tolist())) + (", ..." if len(idx) > 8 else "")
+    return Change("gather-to-conv", name, f"Gather of channels [{shown}] -> Conv 1x1 with one-hot weights", True,
+                  names, [name], int(w.size))
+
+
+RECIPES += [
+    Recipe("gather-to-conv", "Gather of channels with constant indices -> 1x1 Conv with one-hot weights", ("Gather",),
+           "always", "one layer; adds len(indices)*C weights", _check_gather, _apply_gather,
+           "Picking or reordering channels (an RGB<->BGR swap at the input, a channel subset) is a Gather, which "
+           "never runs on DLA; a 1x1 convolution whose weights are one-hot rows computes it exactly, as NVIDIA's "
+           "DLA-SW reconstructs Gather with constant indices."),
+]
