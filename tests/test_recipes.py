@@ -282,3 +282,21 @@ def test_readme_lists_every_recipe():
     text = (ROOT / "README.md").read_text()
     listed = text[text.index("\nRecipes: "):].split(". Each says", 1)[0]
     assert set(re.findall(r"`([a-z0-9-]+)`", listed)) == set(REGISTRY)
+
+
+def test_cbam_spatial_attention_moves_to_dla(tmp_path, db):
+    # CBAM: mean and max over channels -> 7x7 conv -> sigmoid -> times the input (a one-channel map)
+    spec = {"inputs": {"x": [1, 16, 20, 20]}, "initializers": {"w": {"shape": [1, 2, 7, 7], "value": 0.02}},
+            "nodes": [{"op": "Relu", "inputs": ["x"], "outputs": ["r"]},
+                      {"op": "ReduceMean", "inputs": ["r"], "outputs": ["m"], "attrs": {"axes": [1], "keepdims": 1}},
+                      {"op": "ReduceMax", "inputs": ["r"], "outputs": ["M"], "attrs": {"axes": [1], "keepdims": 1}},
+                      {"op": "Concat", "inputs": ["m", "M"], "outputs": ["c"], "attrs": {"axis": 1}},
+                      {"op": "Conv", "inputs": ["c", "w"], "outputs": ["a"], "attrs": {"pads": [3, 3, 3, 3]}},
+                      {"op": "Sigmoid", "inputs": ["a"], "outputs": ["s"]},
+                      {"op": "Mul", "inputs": ["r", "s"], "outputs": ["y"]}, {"op": "Relu", "inputs": ["y"]}]}
+    path = tmp_path / "cbam.onnx"
+    path.write_bytes(fixtures.build(spec).SerializeToString())
+    result = fix(path, db, db.target("orin", "10.3"))
+    assert sorted(c.recipe for c in result.changes) == ["broadcast-expand", "reduce-to-pool-conv"]
+    assert result.before.summary["layers_on_gpu"] == 2 and result.after.summary["layers_on_gpu"] == 0
+    assert result.after.summary["dla_subgraphs"] == 1 and result.proof.passed
