@@ -118,3 +118,27 @@ def test_super_resolution_log_07_agrees(db):
     assert c.agreed and c.layer_agreement == 1.0
     assert [r.log for r in c.gpu_rows] == ["SHUFFLE: node_of_17 + node_of_18", "SHUFFLE: node_of_output_0"]
     assert [r.predicted for r in c.subgraph_rows] == ["ForeignNode[node_of_9...node_of_15]"]
+
+
+# NVIDIA's DLA tutorial, step 9 (github.com/NVIDIA-AI-IOT/jetson_dla_tutorial, README): the trained CNN with its
+# GlobalAveragePool replaced by hand with a 2x2 AveragePool, built with trtexec (INT8, Orin, TensorRT 8.4 era).
+STEP9_LOG = """\
+[04/28/2022-21:30:53] [I] [TRT] ---------- Layers Running on DLA ----------
+[04/28/2022-21:30:53] [I] [TRT] [DlaLayer] {ForeignNode[Conv_0...Gemm_15]}
+[04/28/2022-21:30:53] [I] [TRT] ---------- Layers Running on GPU ----------
+[04/28/2022-21:30:53] [I] [TRT] [GpuLayer] SHUFFLE: reshape_after_Gemm_15
+"""
+
+
+def test_fix_reproduces_the_dla_tutorial_hand_edit(tmp_path, db):
+    # `fix` makes the same edit the tutorial makes by hand, and the result agrees with the tutorial's own log
+    from dlarules.fix import fix
+    src = tmp_path / "model_bn.onnx"
+    src.write_bytes(tutorial_model.build("torch1").SerializeToString())
+    target = db.target("orin", "8.4", precision="int8")
+    result = fix(src, db, target, input_shapes={"input": (32, 3, 32, 32)})
+    assert [c.recipe for c in result.changes] == ["gap-to-avgpool"] and "AveragePool 2x2" in result.changes[0].detail
+    assert result.proof.passed
+    c = compare(check(result.model, db, hardware="orin", trt="8.4", precision="int8"),
+                trtlog.parse(STEP9_LOG, "tutorial step 9"))
+    assert c.agreed and c.layer_agreement == 1.0, render_text(c)
