@@ -86,6 +86,15 @@ CASES = [
     ("broadcast-expand", "EW-BROADCAST", ("orin", "10.3", "fp16"),
      {"inputs": {"a": [1, 4, 3, 5]}, "initializers": {"c": {"shape": [1, 1, 3, 5], "value": 0.5}},
       "nodes": [{"op": "Add", "inputs": ["a", "c"]}]}, "constant operand expanded to 1x4x3x5"),
+    ("clip-shift", "ACT-CLIP-RANGE", ("orin", "10.3", "fp16"),   # Hardtanh
+     {"initializers": {"lo": {"shape": [], "value": -1.0}, "hi": {"shape": [], "value": 1.0}},
+      "nodes": [{"op": "Clip", "inputs": ["x", "lo", "hi"]}, {"op": "Relu"}]}, "Clip(x + 1, 0, 2) - 1"),
+    ("clip-shift", "ACT-CLIP-RANGE", ("orin", "10.3", "fp16"),   # a narrow clip: power-of-two scaling
+     {"initializers": {"lo": {"shape": [], "value": 0.0}, "hi": {"shape": [], "value": 0.25}},
+      "nodes": [{"op": "Clip", "inputs": ["x", "lo", "hi"]}, {"op": "Relu"}]}, "Clip(256 * (x - 0), 0, 64) / 256"),
+    ("clip-shift", "ACT-CLIP-RANGE", ("orin", "10.3", "fp16"),   # only a max (min absent: -inf)
+     {"initializers": {"hi": {"shape": [], "value": 6.0}},
+      "nodes": [{"op": "Clip", "inputs": ["x", "", "hi"]}, {"op": "Relu"}]}, "6 - Relu(6 - x)"),
     ("neg-to-mul", "UNARY-OP", ("orin", "10.3", "fp16"), {"nodes": [{"op": "Neg"}, {"op": "Relu"}]},
      "Neg -> Mul by -1"),
     ("gemm-to-conv", "GEN-MAX-DIM", ("orin", "10.3", "fp16"),

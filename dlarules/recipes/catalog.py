@@ -18,6 +18,8 @@ RECIPES: dict[str, str] = {
     "div-to-mul": "Div by a constant -> Mul by its reciprocal",
     "broadcast-expand": "ElementWise operand DLA cannot broadcast (N1HW map, 11HW constant) -> expanded to the full "
                         "NCHW shape (1x1 Conv of ones / full-size constant)",
+    "clip-shift": "Clip with bounds DLA rejects (Hardtanh, one-sided clips) -> shifted, power-of-two scaled Clip(0, w) "
+                  "or ReLU",
     "neg-to-mul": "Neg -> Mul by -1",
     "gemm-to-conv": "Flatten/Reshape + Gemm/MatMul with constant weights on a pooled 4D tensor -> 1x1 Convolution",
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",

@@ -147,3 +147,76 @@ RECIPES += [
            "segmentation masks) times an NCHW tensor is neither: a 1x1 convolution of ones copies the map to C "
            "channels exactly; a constant operand is stored at full size."),
 ]
+
+
+# ---------------------------------------------------------------------------------------------- clip
+
+_CLIP_MAX = 127.0   # DLA's Clip: min 0, max in 1..127 (ACT-CLIP-RANGE)
+
+
+def _clip_bounds(node: gs.Node) -> tuple[float, float] | str:
+    """(min, max) of a Clip, -inf/inf where absent; opset < 11 has attributes, later ones inputs."""
+    if len(node.inputs) == 1 and ("min" in node.attrs or "max" in node.attrs):
+        return float(node.attrs.get("min", -np.inf)), float(node.attrs.get("max", np.inf))
+    bounds = []
+    for k, default in ((1, -np.inf), (2, np.inf)):
+        t = node.inputs[k] if len(node.inputs) > k and node.inputs[k].name else None
+        v = constant_value(t) if t is not None else np.array(default)
+        if v is None or v.size != 1:
+            return "its bounds are not constant scalars"
+        bounds.append(float(v.reshape(-1)[0]))
+    return bounds[0], bounds[1]
+
+
+def _check_clip(node: gs.Node, ctx: Context) -> str | None:
+    got = _clip_bounds(node)
+    if isinstance(got, str):
+        return got
+    lo, hi = got
+    if np.isinf(lo) and np.isinf(hi):
+        return "it clips nothing"
+    if not lo < hi:
+        return f"min {lo:g} is not below max {hi:g}"
+    return _check_float_input(node, ctx)
+
+
+def _pow2_scale(width: float) -> float:
+    """A power of two k with width * k in 1..127 (multiplying by a power of two is exact in floating point)."""
+    return 2.0 ** -np.floor(np.log2(width / 64.0)) if not 1.0 <= width <= _CLIP_MAX else 1.0
+
+
+def _apply_clip(node: gs.Node, ctx: Context) -> Change:
+    lo, hi = _clip_bounds(node)
+    name = node.name
+    c = lambda tag, v: _scalar(ctx, f"{name}/{tag}", v)   # noqa: E731
+    minus_lo = f"x + {-lo:g}" if lo < 0 else f"x - {lo:g}"
+    plus_lo = f"- {-lo:g}" if lo < 0 else f"+ {lo:g}"
+    if np.isinf(lo):        # min(x, hi) = hi - relu(hi - x)
+        steps = [("Mul", [c("neg", -1.0)], {}), ("Add", [c("hi", hi)], {}), ("Relu", [], {}),
+                 ("Mul", [c("neg_back", -1.0)], {}), ("Add", [c("hi_back", hi)], {})]
+        what = f"{hi:g} - Relu({hi:g} - x)"
+    elif np.isinf(hi):      # max(x, lo) = relu(x - lo) + lo
+        steps = [("Add", [c("minus_lo", -lo)], {}), ("Relu", [], {}), ("Add", [c("lo", lo)], {})]
+        what = f"Relu({minus_lo}) {plus_lo}"
+    else:                   # clip(x, lo, hi) = clip(k * (x - lo), 0, k * (hi - lo)) / k + lo
+        k = _pow2_scale(hi - lo)
+        scaled = [("Mul", [c("scale", k)], {})] if k != 1.0 else []
+        unscaled = [("Mul", [c("unscale", 1.0 / k)], {})] if k != 1.0 else []
+        steps = ([("Add", [c("minus_lo", -lo)], {})] + scaled
+                 + [("Clip", [None, c("zero", 0.0), c("width", (hi - lo) * k)], {})] + unscaled
+                 + [("Add", [c("lo", lo)], {})])
+        what = (f"Clip({minus_lo}, 0, {hi - lo:g}) {plus_lo}" if k == 1.0 else
+                f"Clip({k:g} * ({minus_lo}), 0, {(hi - lo) * k:g}) / {k:g} {plus_lo}")
+    while len(node.inputs) > 1:   # the bounds go with the node
+        node.inputs.pop()
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, steps))
+    return Change("clip-shift", name, f"Clip({lo:g}, {hi:g}) -> {what}", True, names, [name])
+
+
+RECIPES += [
+    Recipe("clip-shift", "Clip to [min, max] -> shifted (and power-of-two scaled) Clip(0, w) or ReLU", ("Clip",),
+           "always", "two to four Scale layers around the activation", _check_clip, _apply_clip,
+           "DLA clips only to [0, max] with max in 1..127. Clip(x, a, b) = Clip(x - a, 0, b - a) + a; a width "
+           "outside 1..127 is brought inside by a power of two (exact in floating point); a one-sided clip is a "
+           "shifted ReLU. The shifts are Scale layers; the result differs from the original only by float rounding."),
+]
