@@ -26,6 +26,7 @@ def test_fix_writes_next_to_the_input_and_proves(tmp_path):
     assert out.is_file() and src.read_bytes() == before
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     assert "proof (onnxruntime" in r.stdout and "passed" in r.stdout and f"wrote {out}" in r.stdout
+    assert f"trtexec --onnx={out} --useDLACore=0 --allowGPUFallback --fp16" in r.stdout
     assert "placement after:  2 GPU layer(s), 1 DLA subgraph(s)" in r.stdout
     # an existing output is not replaced without --force
     r = run_cli("fix", str(src), "--target", "orin", "--trt", "8.6")

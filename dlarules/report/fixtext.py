@@ -78,6 +78,10 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
         out.append("dry run: nothing written")
     elif written is not None:
         out.append(f"wrote {written}")
+        flag = "--int8" if t.precision == "int8" else "--fp16"
+        out.append(f"next: build it on the device with `trtexec --onnx={written} --useDLACore=0 --allowGPUFallback "
+                   f"{flag}`, or `dlarules verify {written} --target {t.hardware} --trt {t.trt}"
+                   + (" --precision int8" if t.precision == "int8" else "") + "` to compare")
     elif result.changes:
         out.append("nothing written: the proof failed (use --force to write anyway)")
     else:
