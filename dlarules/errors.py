@@ -26,3 +26,9 @@ class RulesError(DlarulesError):
 
 class OptionError(DlarulesError):
     """A command-line or API option is invalid."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

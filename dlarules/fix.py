@@ -20,7 +20,7 @@ import onnx_graphsurgeon as gs
 
 from . import splice
 from .api import Report, check
-from .errors import DlarulesError, OptionError
+from .errors import DlarulesError, OptionError, first_line
 from .recipes.base import Change, Context
 from .recipes.catalog import RECIPES as CATALOG
 from .ruledb import RuleDB, Target
@@ -361,7 +361,7 @@ def _checker_problem(model: onnx.ModelProto | str) -> str | None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return first_line(exc)
     return None
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, shape_inference
 
-from .errors import ModelError, OptionError
+from .errors import ModelError, OptionError, first_line
 from . import folding
 
 _DTYPE_NAMES = {
@@ -149,8 +149,8 @@ def read_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(p, f"not a readable ONNX model ({reason}); is the file truncated or not ONNX?") from None
+        raise ModelError(p, f"not a readable ONNX model ({first_line(exc)}); is the file truncated or not ONNX?") \
+            from None
     if not model.opset_import or not model.HasField("graph") or not model.graph.node and not model.graph.output:
         raise ModelError(p, "not an ONNX model (no graph or opset found); is the file truncated or not ONNX?")
     _check_external_data(model, p.parent, p)
@@ -295,8 +295,7 @@ def _infer(model: onnx.ModelProto, path: str | None, data_prop: bool = True) -> 
     try:
         return shape_inference.infer_shapes(_skeleton(model), data_prop=data_prop)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(path, f"ONNX shape inference failed: {first}") from None
+        raise ModelError(path, f"ONNX shape inference failed: {first_line(exc)}") from None
 
 
 def load_graph(

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnx
 
-from .errors import DlarulesError
+from .errors import DlarulesError, first_line
 
 _NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64,
        onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT8: np.int8,
@@ -88,12 +88,7 @@ def _session(model: onnx.ModelProto, where: str) -> Any:
     try:
         return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise DlarulesError(where, f"onnxruntime cannot run it: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise DlarulesError(where, f"onnxruntime cannot run it: {first_line(exc)}") from None
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str,
@@ -105,7 +100,7 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str,
     except Exception as exc:
         # a wrong shape or type in the user's inputs (or an op that fails on them) is a usage error, not a crash
         raise DlarulesError(feeds_from or where, f"onnxruntime cannot run {where} on these inputs: "
-                                                 f"{_first_line(exc)}") from None
+                                                 f"{first_line(exc)}") from None
 
 
 def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
