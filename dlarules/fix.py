@@ -150,7 +150,6 @@ class _Fixer:
         self.allowed, self.excluded, self.allow_approx = allowed, excluded, allow_approx
         self.changes: list[Change] = []
         self.decided: dict[tuple[str, str], str] = {}    # (recipe, node) -> "applied" or why not
-        self.dtypes: dict[str, str] = {}                  # tensor -> dtype in the model being fixed
         self.reverted: list[Skipped] = []
         self.time = {"check": 0.0, "rechecks": 0.0, "rewrite": 0.0, "local_checks": 0.0}
 
@@ -177,13 +176,13 @@ class _Fixer:
         t = time.perf_counter()
         graph = report.layer_graph.graph
         shapes = splice.shapes_of(graph)
-        self.dtypes = {name: t.dtype for name, t in graph.tensors.items() if t.dtype is not None}
+        dtypes = splice.dtypes_of(graph)
         ix = splice.Index(model)
         span = splice.in_model_order(ix, splice.union(splice.neighbourhood(ix, n, _reach(recipes))
                                                       for n, recipes in plan.items() if n in ix.by_name))
         local = splice.extract(ix, span, graph)
         reserved = splice.names_in(model)
-        trial = self._apply_local(local, plan, shapes, reserved, record=True)
+        trial = self._apply_local(local, plan, shapes, dtypes, reserved, record=True)
         if not trial[0]:
             self.time["rewrite"] += time.perf_counter() - t
             return False
@@ -208,19 +207,19 @@ class _Fixer:
             applied, after = trial
             if len(keep) < len(_by_plan_node(trial[0])):
                 # Replay only the rewrites that pay off (the same deterministic rewrites) before splicing.
-                applied, after = self._apply_local(local, keep, shapes, reserved, record=False)
+                applied, after = self._apply_local(local, keep, shapes, dtypes, reserved, record=False)
             splice.splice(model, span, after)
             self.changes += [c for _, c in applied]
         self.time["rewrite"] += time.perf_counter() - t
         return bool(keep)
 
     def _apply_local(self, local: onnx.ModelProto, plan: Mapping[str, list[tuple[str, list[str]]]],
-                     shapes: Mapping[str, tuple], reserved: set[str],
+                     shapes: Mapping[str, tuple], dtypes: Mapping[str, str], reserved: set[str],
                      record: bool) -> tuple[list[tuple[str, Change]], onnx.ModelProto]:
         """Apply each planned node's recipes; returns (planned node, change) pairs and the rewritten model."""
         from .recipes.registry import REGISTRY
         g = gs.import_onnx(local)
-        ctx = Context(g, dict(shapes), reserved, self.dtypes)
+        ctx = Context(g, dict(shapes), reserved, dict(dtypes))
         by_name = {n.name: n for n in g.nodes}
         applied: list[tuple[str, Change]] = []
         for node_name, recipes in plan.items():

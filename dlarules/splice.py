@@ -209,3 +209,7 @@ def names_in(model: onnx.ModelProto) -> set[str]:
 
 def shapes_of(graph: Graph) -> Mapping[str, tuple]:
     return {name: tuple(t.shape) for name, t in graph.tensors.items() if t.shape is not None}
+
+
+def dtypes_of(graph: Graph) -> Mapping[str, str]:
+    return {name: t.dtype for name, t in graph.tensors.items() if t.dtype is not None}
