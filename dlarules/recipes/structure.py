@@ -162,27 +162,34 @@ def _one_hot(c: int, b: int, crd: bool) -> np.ndarray:
     return w
 
 
+def _block_step(ctx: Context, base: str, to_space: bool, c_in: int, b: int,
+                crd: bool) -> tuple[str, list[gs.Tensor], dict]:
+    """The one-hot (de)convolution with kernel = stride = b that moves depth to space (a ConvTranspose, weights
+    [Cin, Cout, b, b]) or space to depth (a Conv, weights [Cout, Cin, b, b]); `c_in` is the input's channels."""
+    if to_space:
+        op, name, w = "ConvTranspose", "deconv_weight", _one_hot(c_in // (b * b), b, crd)
+    else:
+        op, name, w = "Conv", "conv_weight", _one_hot(c_in, b, crd)
+    return op, [ctx.weight(f"{base}/{name}", w)], {"kernel_shape": [b, b], "strides": [b, b]}
+
+
 def _apply_d2s(node: gs.Node, ctx: Context) -> Change:
     b, shape = _block(node, ctx)
-    c = shape[1] // (b * b)
     crd = str(node.attrs.get("mode", "DCR")).upper() in ("CRD", "B'CRD'")
-    weight = ctx.weight(f"{node.name}/deconv_weight", _one_hot(c, b, crd))   # ConvTranspose W: [Cin, Cout, kh, kw]
     name = node.name
-    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [
-        ("ConvTranspose", [weight], {"kernel_shape": [b, b], "strides": [b, b]})]))
+    step = _block_step(ctx, name, True, shape[1], b, crd)
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [step]))
     return Change("depth-to-space-deconv", name, f"DepthToSpace {b} ({'CRD' if crd else 'DCR'}) -> ConvTranspose "
-                  f"{b}x{b} stride {b} with 0/1 weights", True, names, [name], int(weight.values.size))
+                  f"{b}x{b} stride {b} with 0/1 weights", True, names, [name], int(step[1][0].values.size))
 
 
 def _apply_s2d(node: gs.Node, ctx: Context) -> Change:
     b, shape = _block(node, ctx)
-    c = shape[1]
-    weight = ctx.weight(f"{node.name}/conv_weight", _one_hot(c, b, False))   # Conv W: [Cout, Cin, kh, kw]
     name = node.name
-    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [
-        ("Conv", [weight], {"kernel_shape": [b, b], "strides": [b, b]})]))
+    step = _block_step(ctx, name, False, shape[1], b, False)
+    names = replace(ctx, node, lambda x, y: chain(ctx, x, y, name, [step]))
     return Change("space-to-depth-conv", name, f"SpaceToDepth {b} -> Conv {b}x{b} stride {b} with 0/1 weights", True,
-                  names, [name], int(weight.values.size))
+                  names, [name], int(step[1][0].values.size))
 
 
 # ---------------------------------------------------------------------------------------------- softmax
@@ -502,22 +509,16 @@ def _apply_shuffle_chain(node: gs.Node, ctx: Context) -> Change:
     if layout[0] == "channel":
         w = np.zeros((c, c, 1, 1), dtype=np.float32)
         w[np.arange(c), layout[1], 0, 0] = 1.0
-        op, attrs, what = "Conv", {"kernel_shape": [1, 1]}, f"permuting {c} channels -> Conv 1x1 with a 0/1 matrix"
+        op, weights, attrs = "Conv", [ctx.weight(f"{base}/conv_weight", w)], {"kernel_shape": [1, 1]}
+        what = f"permuting {c} channels -> Conv 1x1 with a 0/1 matrix"
     else:
         kind, b, crd = layout
-        order = "CRD" if crd else "DCR"
-        if kind == "d2s":   # ConvTranspose weights [Cin, Cout, b, b]
-            w = _one_hot(c // (b * b), b, crd)
-            op, what = "ConvTranspose", f"as DepthToSpace {b} ({order}) -> ConvTranspose {b}x{b} stride {b}"
-        else:               # Conv weights [Cout, Cin, b, b]
-            w = _one_hot(c, b, crd)
-            op, what = "Conv", f"as SpaceToDepth {b} ({order}) -> Conv {b}x{b} stride {b}"
-        attrs = {"kernel_shape": [b, b], "strides": [b, b]}
-        what += " with 0/1 weights"
-    weight = ctx.weight(f"{base}/{op.lower()}_weight", w)
-    new = ctx.node(op, f"{base}/{op}", [x, weight], [y], **attrs)
+        op, weights, attrs = _block_step(ctx, base, kind == "d2s", c, b, crd)
+        what = (f"as {'DepthToSpace' if kind == 'd2s' else 'SpaceToDepth'} {b} ({'CRD' if crd else 'DCR'}) -> {op} "
+                f"{b}x{b} stride {b} with 0/1 weights")
+    new = ctx.node(op, f"{base}/{op}", [x, *weights], [y], **attrs)
     return Change("shuffle-chain-to-conv", base, f"Reshape -> Transpose -> Reshape {what}", True, [new.name], names,
-                  int(w.size))
+                  int(weights[0].values.size))
 
 
 RECIPES += [
