@@ -107,103 +107,36 @@ def test_loadable_limit_is_data_per_release(db):
     assert all(r.loadable_evidence for r in db.releases)
 
 
+_BAD_RULE = """
+ rules:
+   - id: {id}
+     title: t
+     layer: {layer}
+     require: {require}
+     message: {message}
+     source: {{doc: d}}
+     confidence: {confidence}
+     fix: {fix}
+     fixtures: [{{expect: violate, nodes: [{{op: Relu}}]}}, {{expect: {second}, nodes: [{{op: Relu}}]}}]
+ """
+
+
+def _bad_rule(rid: str, **wrong: str) -> str:
+    """A one-rule file, valid except for the fields given (the rule ID is on line 3)."""
+    fields = {"layer": "POOLING", "require": "{attr: window, each: {max: 8}}", "message": "m",
+              "confidence": "documented", "fix": "null", "second": "pass", **wrong}
+    return _BAD_RULE.format(id=rid, **fields)
+
+
 @pytest.mark.parametrize("body,problem", [
-    ("""
-     rules:
-       - id: BAD-PRED
-         title: t
-         layer: POOLING
-         require: {atrr: window, max: 8}
-         message: m
-         source: {doc: d}
-         confidence: documented
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "unknown predicate 'atrr'"),
-    ("""
-     rules:
-       - id: BAD-ATTR
-         title: t
-         layer: POOLING
-         require: {attr: kernel, each: {max: 8}}
-         message: m
-         source: {doc: d}
-         confidence: documented
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "layer POOLING has no attribute 'kernel'"),
-    ("""
-     rules:
-       - id: BAD-RECIPE
-         title: t
-         layer: POOLING
-         require: {attr: window, each: {max: 8}}
-         message: m
-         source: {doc: d}
-         confidence: documented
-         fix: make-it-fast
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "unknown fix recipe 'make-it-fast'"),
-    ("""
-     rules:
-       - id: BAD-ENUM
-         title: t
-         layer: POOLING
-         require: {attr: type, eq: AVERGE}
-         message: m
-         source: {doc: d}
-         confidence: documented
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "'AVERGE' is not one of"),
-    ("""
-     rules:
-       - id: BAD-MSG
-         title: t
-         layer: POOLING
-         require: {attr: window, each: {max: 8}}
-         message: "{op} kernel {kernel}"
-         source: {doc: d}
-         confidence: documented
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "message field {kernel}"),
-    ("""
-     rules:
-       - id: BAD-KIND
-         title: t
-         layer: POOLNG
-         require: {never: true}
-         message: m
-         source: {doc: d}
-         confidence: documented
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "unknown layer kind 'POOLNG'"),
-    ("""
-     rules:
-       - id: NO-FIXTURE-PASS
-         title: t
-         layer: POOLING
-         require: {attr: window, each: {max: 8}}
-         message: m
-         source: {doc: d}
-         confidence: documented
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: violate, nodes: [{op: Relu}]}]
-     """, "needs fixtures"),
-    ("""
-     rules:
-       - id: SCHEMA-BAD
-         title: t
-         layer: POOLING
-         require: {attr: window, each: {max: 8}}
-         message: m
-         source: {doc: d}
-         confidence: sure
-         fix: null
-         fixtures: [{expect: violate, nodes: [{op: Relu}]}, {expect: pass, nodes: [{op: Relu}]}]
-     """, "confidence: 'sure' is not one of"),
+    (_bad_rule("BAD-PRED", require="{atrr: window, max: 8}"), "unknown predicate 'atrr'"),
+    (_bad_rule("BAD-ATTR", require="{attr: kernel, each: {max: 8}}"), "layer POOLING has no attribute 'kernel'"),
+    (_bad_rule("BAD-RECIPE", fix="make-it-fast"), "unknown fix recipe 'make-it-fast'"),
+    (_bad_rule("BAD-ENUM", require="{attr: type, eq: AVERGE}"), "'AVERGE' is not one of"),
+    (_bad_rule("BAD-MSG", message='"{op} kernel {kernel}"'), "message field {kernel}"),
+    (_bad_rule("BAD-KIND", layer="POOLNG", require="{never: true}"), "unknown layer kind 'POOLNG'"),
+    (_bad_rule("NO-FIXTURE-PASS", second="violate"), "needs fixtures"),
+    (_bad_rule("SCHEMA-BAD", confidence="sure"), "confidence: 'sure' is not one of"),
 ])
 def test_semantic_errors_name_file_line_and_rule(tmp_path, body, problem):
     extra = tmp_path / "team"
