@@ -214,6 +214,13 @@ def compare(report: Report, log: BuildLog) -> Comparison:
             note = "no rule fires: a missing rule?" + (f" The log says: {'; '.join(dict.fromkeys(reasons))}"
                                                        if reasons else "")
             rows.append(GpuRow(label, preds, "seen-not-predicted", rules, note))
+    pred_gpu = set(report.placement.gpu_layers)
+    tp = len(pred_gpu & observed_gpu)
+    recall = tp / len(observed_gpu) if observed_gpu else 1.0
+    live = [s for s in report.placement.subgraphs if not s.moved_to_gpu]
+    if warnings_only:
+        # a partial log says nothing about the layers it does not warn about: no "predicted, not seen" rows
+        return Comparison(report, log, rows, [], [], len(live), 0, None, None, recall, unmatched, "warnings")
     extra = [ExtraRow(f"{by_index[i].kind}: {by_index[i].name}",
                       [f.rule for f in by_index[i].findings] or ["loadable limit"])
              for i in report.placement.gpu_layers if i not in observed_gpu]
@@ -221,15 +228,8 @@ def compare(report: Report, log: BuildLog) -> Comparison:
     agree = sum(1 for v in report.layers
                 if (placed.get(v.index, "GPU") == "GPU") == (v.index in observed_gpu))
     n = len(report.layers)
-    pred_gpu = set(report.placement.gpu_layers)
-    tp = len(pred_gpu & observed_gpu)
     precision = tp / len(pred_gpu) if pred_gpu else 1.0
-    recall = tp / len(observed_gpu) if observed_gpu else 1.0
-    sg_rows = _subgraphs(report, log, match)
-    live = [s for s in report.placement.subgraphs if not s.moved_to_gpu]
-    if warnings_only:
-        return Comparison(report, log, rows, extra, [], len(live), 0, None, None, recall, unmatched, "warnings")
-    return Comparison(report, log, rows, extra, sg_rows, len(live), len(log.dla_subgraphs),
+    return Comparison(report, log, rows, extra, _subgraphs(report, log, match), len(live), len(log.dla_subgraphs),
                       agree / n if n else 1.0, precision, recall, unmatched)
 
 
