@@ -6,7 +6,9 @@ import tempfile
 from pathlib import Path
 
 
-def _check_folder(path: Path) -> None:
+def check_folder(path: str | os.PathLike[str]) -> None:
+    """A one-line error when the file cannot be written because its folder does not exist."""
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         from .errors import DlarulesError
@@ -22,7 +24,7 @@ def _umask_mode() -> int:
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
-    _check_folder(path)
+    check_folder(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -48,7 +50,7 @@ def save_model_atomic(model: "onnx.ModelProto", path: str | os.PathLike[str], *,
     if not external:
         write_bytes_atomic(path, model.SerializeToString())
         return
-    _check_folder(path)
+    check_folder(path)
     tmpdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         data_name = path.name + ".data"

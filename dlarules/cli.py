@@ -201,8 +201,9 @@ def fix(
     out = output or default_output(model)
     if not dry_run and out.exists() and not force:
         raise DlarulesError(out, "already exists; pass --force to replace it")
-    if not dry_run and not out.parent.is_dir():
-        raise DlarulesError(out, f"cannot write: folder {out.parent} does not exist")
+    if not dry_run:
+        from .atomic import check_folder
+        check_folder(out)   # before the work, not after it
     result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
                      only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
                      allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol, atol=atol)
