@@ -32,3 +32,9 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type when it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def clip(text: object, limit: int = 80) -> str:
+    """`text` cut to `limit` characters (with an ellipsis), so a message quoting user input stays one short line."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: max(0, limit - 3)] + "..."
