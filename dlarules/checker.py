@@ -4,11 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import clip
 from .layers import Layer
 from .lowering import LayerGraph
 from .matcher import Context, render
 from .model import format_shape
 from .ruledb import Rule, RuleSet
+
+
+MAX_MESSAGE = 300  # a finding is one readable line, whatever names and shapes the model has
 
 
 @dataclass
@@ -72,6 +76,7 @@ def _fields(layer: Layer, ruleset: RuleSet) -> dict[str, Any]:
         "in_rank": first_in.rank if first_in is not None else None, "out_rank": out.rank if out is not None else None,
         "in_dtype": first_in.dtype if first_in is not None else None, "nb_inputs": len(layer.inputs),
         "batch": batch, "max_dim": max(dims) if dims else 0,
+        "shape_origin": next((x.origin for x in layer.inputs if x.origin), "") or "a dynamic input",
         "hardware": t.hardware, "trt": t.trt, "precision": t.precision, "platform": t.platform,
     }
 
@@ -80,8 +85,8 @@ def _finding(rule: Rule, ctx: Context) -> Finding:
     fix = rule.fix
     if isinstance(fix, dict):
         fix = fix.get(ctx.layer.op)
-    return Finding(rule.id, render(rule.message, ctx), str(rule.source), rule.source.url, rule.confidence, fix,
-                   str(rule.raw.get("hint", "")))
+    return Finding(rule.id, clip(render(rule.message, ctx), MAX_MESSAGE), str(rule.source), rule.source.url,
+                   rule.confidence, fix, str(rule.raw.get("hint", "")))
 
 
 def _signature(layer: Layer, neighbors: Any) -> tuple:

@@ -26,8 +26,9 @@ PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive."
 PrecisionOpt = typer.Option(None, "--precision", help="fp16 (default) or int8 (as trtexec --int8: layers DLA runs "
                                                        "only in FP16, such as Slice and SoftMax, fall back).")
 RulesOpt = typer.Option(None, "--rules", help="Extra rule directory layered on the packaged DB (repeatable).")
-ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1x3x640x640 (repeatable, or "
-                                                     "trtexec's comma list a:DIMS,b:DIMS).")
+ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1x3x640x640, or 1x3x640x640 for a "
+                                                     "model with one input (repeatable, or trtexec's comma list "
+                                                     "a:DIMS,b:DIMS).")
 
 
 def _version_cb(value: bool) -> None:

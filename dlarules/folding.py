@@ -31,7 +31,7 @@ def fold(graph: Any) -> None:
     folded = graph.folded
     for node in graph.nodes:
         op = node.op
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") or node.index in folded:
             continue
         if op in ("Shape", "Size"):
             src = tensors.get(node.inputs[0]) if node.inputs else None
@@ -44,7 +44,7 @@ def fold(graph: Any) -> None:
         folded.add(node.index)
         # Shape math (integer results, or outputs whose shape inference could not tell) is evaluated now: its
         # values decide shapes. Float constants (weights) are evaluated only if a rule asks for their values.
-        eager = any(not o or tensors.get(o) is None or tensors[o].shape is None
+        eager = any(not o or tensors.get(o) is None or not tensors[o].static
                     or tensors[o].dtype not in _FLOATS for o in node.outputs)
         values = _evaluate(node, tensors) if eager else None
         for k, out in enumerate(node.outputs):

@@ -103,6 +103,7 @@ CONTEXT_FIELDS: dict[str, str] = {
     "op": "str", "node": "str", "name": "str", "kind": "str", "in_shape": "str", "out_shape": "str",
     "in_rank": "int", "out_rank": "int", "in_dtype": "str", "nb_inputs": "int", "batch": "int",
     "hardware": "str", "trt": "str", "precision": "str", "platform": "str", "max_dim": "int",
+    "shape_origin": "str",  # for a non-static input: the node (or input) that makes its shape dynamic
 }
 
 TYPE_CODES = ("int", "float", "bool", "str", "ints", "floats")

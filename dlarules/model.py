@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, shape_inference
 
-from .errors import ModelError, OptionError, first_line
+from .errors import ModelError, OptionError, clip, first_line
 from . import folding
 
 _DTYPE_NAMES = {
@@ -53,6 +53,7 @@ class Tensor:
     _value: Any = None          # np.ndarray, or a TensorProto still to decode, or None
     _value_known: bool = False
     _static: bool | None = None  # cache; shapes are final once the graph is loaded
+    origin: str | None = None    # shape not static: the node (or input) that makes it so
 
     @property
     def rank(self) -> int | None:
@@ -104,6 +105,7 @@ class Graph:
     folded: set[int] = field(default_factory=set)
     model: onnx.ModelProto | None = None
     base_dir: str | None = None
+    shape_origins: dict[str, str] = field(default_factory=dict)  # non-static tensor -> the node that makes it so
 
     def tensor(self, name: str) -> Tensor:
         t = self.tensors.get(name)
@@ -130,12 +132,32 @@ def parse_input_shapes(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]
         items += parts if len(parts) > 1 and all(":" in p for p in parts) else [spec]
     for spec in items:
         name, sep, dims = str(spec).rpartition(":")
-        if not sep or not name or not re.fullmatch(r"\d+(x\d+)*", dims.strip()):
-            raise OptionError("--input-shape", f"{spec!r} is not NAME:DIMS such as images:1x3x640x640")
+        if not sep:
+            dims = str(spec)  # DIMS alone: the model's only input (resolved in resolve_input_shapes)
+        if sep and not name or not re.fullmatch(r"\d+(x\d+)*", dims.strip()):
+            raise OptionError("--input-shape", f"{spec!r} is not NAME:DIMS or DIMS, such as images:1x3x640x640")
         shape = tuple(int(d) for d in dims.strip().split("x"))
         if any(d <= 0 for d in shape):
             raise OptionError("--input-shape", f"{spec!r}: every dimension must be a positive integer")
+        if not name and (out or len(items) > 1):
+            raise OptionError("--input-shape", f"{spec!r} has no input name; give NAME:DIMS for each input of a "
+                                               f"model with several")
         out[name] = shape
+    return out
+
+
+def resolve_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[int, ...]] | None,
+                         path: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Name the input of an unnamed --input-shape (key ''): allowed only for a model with one input."""
+    out = dict(overrides or {})
+    if "" not in out:
+        return out
+    init_names = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in init_names]
+    if len(names) != 1:
+        raise OptionError("--input-shape", f"the model has {len(names)} inputs ({', '.join(names)[:120] or 'none'}); "
+                                           f"name the one to fix as NAME:DIMS")
+    out[names[0]] = out.pop("")
     return out
 
 
@@ -235,16 +257,23 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return 0
 
 
+_DIM_NAME = re.compile(r"[A-Za-z_][\w.]{0,23}")
+
+
 def format_shape(shape: Shape | None) -> str:
+    """1x3x640x640; a symbolic dim shows as its name when that is a short name (`batch`), else `?`: inference
+    writes whole expressions (`floor(2.0*((height - 1)//2) ...)`) that no one can read in a message."""
     if shape is None:
         return "?"
-    return "x".join(str(d) for d in shape) if shape else "scalar"
+    if not shape:
+        return "scalar"
+    return "x".join(str(d) if d.__class__ is int else (d if d and _DIM_NAME.fullmatch(d) else "?") for d in shape)
 
 
 def _apply_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[int, ...]], path: str | None) -> None:
     init_names = {i.name for i in model.graph.initializer}
     by_name = {i.name: i for i in model.graph.input if i.name not in init_names}
-    for name, shape in overrides.items():
+    for name, shape in resolve_input_shapes(model, overrides, path).items():
         vi = by_name.get(name)
         if vi is None:
             known = ", ".join(sorted(by_name)) or "none"
@@ -261,10 +290,27 @@ def _apply_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[in
             tt.shape.dim.add().dim_value = want
 
 
+def _static_info(vi: onnx.ValueInfoProto) -> bool:
+    """A value_info whose shape is fully static. Symbolic ones are the exporter's guesses for dynamic inputs
+    (`floor(2.0*((height - 1)//2) ...)`): stale once --input-shape fixes the inputs, so inference derives anew."""
+    tt = vi.type.tensor_type
+    return vi.type.WhichOneof("value") == "tensor_type" and tt.HasField("shape") and \
+        all(d.HasField("dim_value") and d.dim_value > 0 for d in tt.shape.dim)
+
+
+def _shapeless(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    if vi.type.WhichOneof("value") != "tensor_type":
+        return vi
+    return onnx.helper.make_tensor_value_info(vi.name, vi.type.tensor_type.elem_type, None)
+
+
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model without large weights, for fast shape inference (dims are all inference needs of them)."""
-    if model.ir_version >= 4 and all(i.data_location != TensorProto.EXTERNAL and i.ByteSize() <= _SKELETON_MAX_BYTES
-                                     for i in model.graph.initializer):
+    """The model without large weights, for fast shape inference (dims are all inference needs of them), and
+    without the symbolic shapes the exporter wrote (static ones are kept)."""
+    clean = all(_static_info(vi) for vi in model.graph.value_info) and \
+        all(_static_info(o) for o in model.graph.output)
+    if clean and model.ir_version >= 4 and all(i.data_location != TensorProto.EXTERNAL and
+                                               i.ByteSize() <= _SKELETON_MAX_BYTES for i in model.graph.initializer):
         return model  # nothing to strip: no copy
     sk = onnx.ModelProto()
     # IR < 4 needs initializers listed as inputs; the skeleton drops that listing, so it claims IR 4.
@@ -281,8 +327,8 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
         else:
             g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     g.input.extend(i for i in src.input if i.name not in init_names)
-    g.output.extend(src.output)
-    g.value_info.extend(src.value_info)
+    g.output.extend(o if _static_info(o) else _shapeless(o) for o in src.output)
+    g.value_info.extend(vi for vi in src.value_info if _static_info(vi))
     return sk
 
 
@@ -388,14 +434,45 @@ def _check_arity(graph: Graph) -> None:
                                                       f"inputs; the model is malformed")
 
 
+# Shape inference and build-time folding feed each other (a folded Shape gives a Reshape its target, whose
+# static output lets the next Shape fold): repeat until nothing changes. Real exports settle in 2-4 rounds.
+_MAX_ROUNDS = 12
+
+
 def _finish(graph: Graph, model: onnx.ModelProto) -> None:
     data_prop = any(n.op in _SHAPE_MATH for n in graph.nodes)
     unknown = _read_shapes(graph, _infer(model, graph.path, data_prop))
     folding.fold(graph)
     if unknown and _needs_refinement(graph, unknown):
-        _read_shapes(graph, _infer(_with_folded_values(model, graph), graph.path))
+        for _ in range(_MAX_ROUNDS):
+            folded = len(graph.folded)
+            now = _read_shapes(graph, _infer(_with_folded_values(model, graph), graph.path))
+            folding.fold(graph)
+            if len(graph.folded) == folded and len(now) >= len(unknown):
+                break
+            unknown = now
     for t in graph.tensors.values():
         t._static = None  # shapes changed while loading; recompute on first use
+    graph.shape_origins = _shape_origins(graph)
+
+
+def _shape_origins(graph: Graph) -> dict[str, str]:
+    """For every tensor whose shape is still not static: the node (or input) that makes it so, e.g.
+    "/NonZero (NonZero)". Findings name it instead of printing a symbolic shape expression."""
+    tensors = graph.tensors
+    origins: dict[str, str] = {n: f"input {clip(n, 80)}" for n in graph.inputs if not tensors[n].static}
+    for node in graph.nodes:
+        if node.index in graph.folded:
+            continue
+        outs = [o for o in node.outputs if o and o in tensors and not tensors[o].static]
+        if not outs:
+            continue
+        src = next((origins[i] for i in node.inputs if i in origins), None)
+        for o in outs:
+            origins[o] = src or f"{clip(node.name, 80)} ({node.op})"
+    for name, why in origins.items():
+        tensors[name].origin = why
+    return origins
 
 
 def _needs_refinement(graph: Graph, unknown: set[str]) -> bool:
@@ -457,7 +534,7 @@ def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> set[str]:
         for vi in infos:
             name = vi.name
             t = tensors.get(name)
-            if t is not None and t.const:
+            if t is not None and t.const and t.static:
                 continue
             shape, dtype = _shape_of(vi.type, cache)
             ok = shape is not None and static.get(shape)
@@ -470,6 +547,7 @@ def _read_shapes(graph: Graph, inferred: onnx.ModelProto) -> set[str]:
             else:
                 if shape is not None and (t.shape is None or not _all_int(t.shape) or _all_int(shape)):
                     t.shape = shape
+                    t._static = None
                 if dtype is not None:
                     t.dtype = dtype
     return unknown

@@ -11,7 +11,7 @@ from conftest import CORPUS, need_shared
 
 MODELS = sorted(p.name for p in CORPUS.glob("*.onnx")) if CORPUS.is_dir() else []
 DYNAMIC = {"nudenet_320n.onnx": {"images": (1, 3, 320, 320)}, "ppocr_mobile_v2_cls.onnx": {"x": (1, 3, 48, 192)},
-           "ppocrv4_det.onnx": {"x": (1, 3, 640, 640)}}
+           "ppocrv4_det.onnx": {"x": (1, 3, 640, 640)}, "yolo11n_640_dynamic.onnx": {"images": (1, 3, 640, 640)}}
 TARGETS = [("xavier", "8.5"), ("orin", "8.6")]
 
 
