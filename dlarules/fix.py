@@ -21,6 +21,7 @@ import onnx_graphsurgeon as gs
 from . import splice
 from .api import Report, check
 from .errors import DlarulesError, OptionError, first_line
+from .model import resolve_input_shapes
 from .recipes.base import Change, Context
 from .recipes.catalog import RECIPES as CATALOG
 from .ruledb import RuleDB, Target
@@ -287,6 +288,7 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     """Rewrite a model for DLA; nothing is written here (see `write`)."""
     t0 = time.perf_counter()
     original = load_full(source)
+    input_shapes = resolve_input_shapes(original, input_shapes, str(source)) or None
     model = onnx.ModelProto()
     model.CopyFrom(original)
     _name_nodes(model)

@@ -202,3 +202,16 @@ def test_no_unreadable_or_unfounded_shape_finding_on_the_corpus(db):
                         assert "input " not in f.message.split("made dynamic by")[-1], (path.name, f.message)
             checked += 1
     assert checked >= 2 * 19
+
+
+def test_fix_takes_an_unnamed_input_shape(db, tmp_path):
+    from dlarules.fix import fix
+    g = helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["y"], name="gap")], "gap",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 1, 1])])
+    path = tmp_path / "gap.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = fix(path, db, db.target("orin", "10.3"), input_shapes=parse_input_shapes(["1x8x32x32"]))
+    assert result.changes and result.proof is not None and result.proof.passed
+    pinned = [d.dim_value for d in result.model.graph.input[0].type.tensor_type.shape.dim]
+    assert pinned == [1, 8, 32, 32]
