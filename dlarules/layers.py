@@ -135,6 +135,8 @@ class Layer:
     origin: str = "parser"          # parser | builder
     parts: tuple[str, ...] = ()        # names fused into this layer ("A + B")
     extra_nodes: tuple[str, ...] = ()  # other ONNX nodes fused into this layer
+    # A precision the graph fixes ("int8" for a layer fused with Q/DQ): only that precision is tried on DLA.
+    precision: str | None = None
 
     @property
     def sources(self) -> list[str]:
