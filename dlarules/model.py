@@ -453,7 +453,8 @@ def _finish(graph: Graph, model: onnx.ModelProto) -> None:
             unknown = now
     for t in graph.tensors.values():
         t._static = None  # shapes changed while loading; recompute on first use
-    graph.shape_origins = _shape_origins(graph)
+    if unknown or dynamic_inputs(graph):
+        graph.shape_origins = _shape_origins(graph)
 
 
 def _shape_origins(graph: Graph) -> dict[str, str]:
