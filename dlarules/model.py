@@ -453,7 +453,7 @@ def _finish(graph: Graph, model: onnx.ModelProto) -> None:
             unknown = now
     for t in graph.tensors.values():
         t._static = None  # shapes changed while loading; recompute on first use
-    if unknown or dynamic_inputs(graph):
+    if any(not t.static for t in graph.tensors.values()):
         graph.shape_origins = _shape_origins(graph)
 
 
