@@ -144,6 +144,9 @@ def test_trtexec_shapes_dla_core_and_extra_args(env, ddrnet, monkeypatch):
            extra_args=["--skipInference"])
     argv = records(env, "trtexec")[0]["argv"]
     assert "--useDLACore=1" in argv and "--shapes=input:1x3x1024x2048" in argv and argv[-1] == "--skipInference"
+    # an unnamed --input-shape names the model's one input on the trtexec line
+    verify(model, reports["fp16"], backend="trtexec", input_shapes={"": (1, 3, 1024, 2048)})
+    assert "--shapes=input:1x3x1024x2048" in records(env, "trtexec")[-1]["argv"]
     req = BuildRequest(Path("m.onnx"), input_shapes={"images:0": (1, 3, 8, 8), "b": (2,)})
     assert trtexec_mod.shapes_arg(req.input_shapes) == "--shapes='images:0':1x3x8x8,b:2"
 

@@ -132,7 +132,10 @@ def _request(model: str | os.PathLike[str], report: Report, dla_core: int,
         raise OptionError("--inputs", f"{inputs}: no such file")
     if timeout is not None and timeout <= 0:
         raise OptionError("--timeout", f"{timeout} is not a positive number of seconds")
-    return BuildRequest(path, precision, dla_core, dict(input_shapes or {}),
+    shapes = dict(input_shapes or {})
+    if "" in shapes and report.layer_graph is not None and len(report.layer_graph.graph.inputs) == 1:
+        shapes[report.layer_graph.graph.inputs[0]] = shapes.pop("")  # an unnamed --input-shape: the one input
+    return BuildRequest(path, precision, dla_core, shapes,
                         Path(inputs) if inputs is not None else None, tuple(extra_args), timeout)
 
 
