@@ -94,6 +94,7 @@ def stages(path: Path, db, target, shapes=None) -> dict[str, float]:
 
 # dynamic corpus models are benchmarked at a fixed shape, as a user would check them (--input-shape)
 INPUT_SHAPES = {"nudenet_320n.onnx": {"images": (1, 3, 320, 320)}, "ppocr_mobile_v2_cls.onnx": {"x": (1, 3, 48, 192)},
+                "yolo11n_640_dynamic.onnx": {"images": (1, 3, 640, 640)},
                 "ppocrv4_det.onnx": {"x": (1, 3, 640, 640)}}
 
 
