@@ -50,6 +50,8 @@ class FixResult:
     reverted: list[Skipped] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     proof: Any = None               # prove.Proof, or None with --no-verify
+    # files written beside the model (suffix -> text): qdq-to-calibration's calibration cache and layer precisions
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -70,7 +72,7 @@ class FixResult:
                 "skipped": [s.to_dict() for s in self.skipped], "reverted": [s.to_dict() for s in self.reverted],
                 "before": placement(self.before), "after": placement(self.after),
                 "proof": self.proof.to_dict() if self.proof is not None else None,
-                "verified": self.proof is not None, "timings_s": {k: round(v, 4) for k, v in self.timings.items()}}
+                "verified": self.proof is not None, "artifacts": sorted(self.artifacts), "timings_s": {k: round(v, 4) for k, v in self.timings.items()}}
 
 
 def parse_recipe_list(text: str | None, option: str) -> set[str] | None:
@@ -293,9 +295,14 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     model.CopyFrom(original)
     _name_nodes(model)
     load_s = time.perf_counter() - t0
-    fixer = _Fixer(db, target, input_shapes, set(only) if only is not None else None,
-                   set(exclude) if exclude is not None else None, allow_approx)
+    allowed = set(only) if only is not None else None
+    excluded = set(exclude) if exclude is not None else None
+    fixer = _Fixer(db, target, input_shapes, allowed, excluded, allow_approx)
+    stripped, first = _strip_qdq(model, db, target, input_shapes, allowed, excluded, allow_approx)
+    if stripped is not None:
+        model = stripped.model
     before, model, after = fixer.run(model)
+    before = first or before
     if input_shapes and fixer.changes:
         _pin_inputs(model, input_shapes)
     # a node that a kept rewrite took out (one recipe rewriting a chain of nodes) is fixed, not skipped
@@ -303,15 +310,54 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     skipped = [Skipped(r, n, why) for (r, n), why in fixer.decided.items()
                if why != "applied" and n not in rewritten
                and not any(s.recipe == r and s.node == n for s in fixer.reverted)]
-    result = FixResult(str(source), before, after, model, fixer.changes, skipped, fixer.reverted)
+    changes = ([_qdq_change(stripped)] if stripped is not None else []) + fixer.changes
+    result = FixResult(str(source), before, after, model, changes, skipped, fixer.reverted)
     result.timings = {"load": load_s, **fixer.time}
-    if verify and fixer.changes:
+    if stripped is not None:
+        from .recipes import qdq
+        result.artifacts = {qdq.CACHE_SUFFIX: qdq.calibration_cache(stripped.scales, target.trt)}
+        if stripped.fp16_nodes:
+            result.artifacts[qdq.LAYER_ARG_SUFFIX] = qdq.layer_precisions(stripped.fp16_nodes)
+    if verify and changes:
         from .prove import prove
         t = time.perf_counter()
+        feeds = None
+        if stripped is not None:
+            # the Q/DQ model's own numbers: the float model differs from it by the rounding to the quantization
+            # steps, so the tolerance is the recipe's (in steps), on inputs inside the input quantizers' ranges
+            from .recipes import qdq
+            feeds = None if inputs is not None else qdq.proof_inputs(original, stripped, input_shapes)
+            rtol, atol = 0.0, qdq.tolerance(stripped)
         result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
-                             source=str(source))
+                             source=str(source), feeds=feeds)
         result.timings["proof"] = time.perf_counter() - t
     return result
+
+
+def _strip_qdq(model: onnx.ModelProto, db: RuleDB, target: Target, shapes: Mapping[str, tuple] | None,
+               allowed: set[str] | None, excluded: set[str] | None, allow_approx: bool) -> tuple[Any, Report | None]:
+    """The model-wide recipe qdq-to-calibration: where the findings name it (the release's DLA does not take Q/DQ
+    networks), strip the Q/DQ nodes once, before the per-layer rounds. It changes the numbers (by the quantization
+    steps), so it runs when --only names it or with --allow-approx."""
+    from .recipes import qdq
+    if (excluded and qdq.NAME in excluded) or (allowed is not None and qdq.NAME not in allowed):
+        return None, None
+    if not (allow_approx or allowed is not None):
+        return None, None
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return None, None
+    first = check(model, db, target=target, input_shapes=shapes)
+    if not any(f.fix == qdq.NAME for v in first.gpu_layers for f in v.findings):
+        return None, first
+    return qdq.strip(model), first
+
+
+def _qdq_change(stripped: Any) -> Change:
+    from .recipes import qdq
+    return Change(qdq.NAME, "<model>", qdq.describe(stripped), exact=False, removed_nodes=list(stripped.removed),
+                  added_nodes=list(stripped.relus), cures=["QDQ-EXPLICIT"])
+
+
 
 
 def _pin_inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> None:
@@ -352,10 +398,23 @@ def write(result: FixResult, output: str | os.PathLike[str], *, force: bool = Fa
         # a defect the input already has (e.g. an output without a shape) is the user's, not the rewrite's
         if problem is not None and _checker_problem(str(src)) is None:
             raise DlarulesError(out, f"the rewritten model fails onnx.checker ({problem}); nothing written")
+    extra = {suffix: artifact_path(out, suffix) for suffix in result.artifacts}
+    for p in extra.values():
+        if p.exists() and not force:
+            raise DlarulesError(p, "already exists; pass --force to replace it")
     save_model_atomic(model, out, external=big)
+    from .atomic import write_text_atomic
+    for suffix, p in extra.items():
+        write_text_atomic(p, result.artifacts[suffix])
     if big and (problem := _checker_problem(str(out))) is not None and _checker_problem(str(src)) is None:
         raise DlarulesError(out, f"written, but it fails onnx.checker ({problem})")
     return out
+
+
+def artifact_path(model_out: str | os.PathLike[str], suffix: str) -> Path:
+    """A file written beside the output model: model.dla.onnx -> model.dla<suffix>."""
+    p = Path(model_out)
+    return p.with_name((p.stem if p.suffix == ".onnx" else p.name) + suffix)
 
 
 def _checker_problem(model: onnx.ModelProto | str) -> str | None:

@@ -29,6 +29,7 @@ PARSER_DEFAULTS: dict[str, Any] = {
     "cast": "identity",                  # identity (<= 8.5) | cast
     "instance_norm": "plugin",           # plugin (<= 9.3) | normalization (10+)
     "missing_ops": [],                   # ONNX ops this parser has no importer for
+    "qdq_fusion": False,                 # DLA takes Q/DQ networks: fuse Q/DQ pairs (from explicit_quantization)
 }
 
 _FLT_MAX = 3.4028234663852886e38
@@ -982,6 +983,8 @@ def lower(graph: Graph, features: Mapping[str, Any] | None = None) -> LayerGraph
         if len(lw.layers) == before:
             noop_names.append(node.name)
     layers = _resolve_aliases(lw.layers, lw._aliases)
+    if lw.features.get("qdq_fusion"):
+        layers = fuse_qdq(layers, graph)
     layers = builder_passes(layers, graph)
     return LayerGraph(graph, layers, folded_names, noop_names, lw.features)
 
@@ -1011,6 +1014,89 @@ def _resolve_aliases(layers: list[Layer], aliases: dict[str, Tensor]) -> list[La
                 seen += 1
             layer.inputs[k] = t
     return layers
+
+
+# ---------------------------------------------------------------------------------------------- Q/DQ
+
+def fuse_qdq(layers: list[Layer], graph: Graph) -> list[Layer]:
+    """TensorRT's processing of Q/DQ networks, where the release's DLA takes them (`qdq_fusion`, set from
+    `explicit_quantization` in rules/releases.yaml). Weight DequantizeLinear never gets here (a DQ of a constant is
+    folded into the weights at build time, folding.py). An activation QUANTIZE -> DEQUANTIZE pair is absorbed
+    into the layers around it (Developer Guide, "TensorRT Processing of Q/DQ Networks": quantizable layers fuse
+    with their input DQ and output Q; Q propagates backwards, DQ forwards): the layers reading the pair's output
+    take INT8 and the layer writing its input emits INT8, so each gets `precision = "int8"`. A network input's Q
+    is its INT8 input format, a DQ writing a network output the output format. A Q or DQ with no partner (no
+    quantizable neighbour) stays a separate layer, judged by the rules."""
+    if not any(x.kind == "DEQUANTIZE" for x in layers):
+        return layers
+    producer = {t.name: x for x in layers for t in x.outputs}
+    cons = _consumers(layers)
+    outputs, inputs = set(graph.outputs), set(graph.inputs)
+    removed: set[int] = set()
+    alias: dict[str, Tensor] = {}
+    for dq in layers:
+        if dq.kind != "DEQUANTIZE" or not dq.inputs:
+            continue
+        q = producer.get(dq.inputs[0].name)
+        if q is None or q.kind != "QUANTIZE" or not q.inputs:
+            continue
+        x, y = q.inputs[0], dq.outputs[0]
+        src = producer.get(x.name)
+        users = cons.get(y.name, [])
+        if x.const or (src is None and x.name not in inputs):
+            continue
+        if y.name in outputs:
+            # the layer writing x writes the network output instead (x must not be needed under its own name)
+            if src is None or x.name in outputs or any(u is not q for u in cons.get(x.name, [])):
+                continue
+            src.outputs = [y if t is x else t for t in src.outputs]
+            producer[y.name] = src
+        else:
+            alias[y.name] = x
+        removed.add(id(dq))
+        if all(id(u) in removed for u in cons.get(q.outputs[0].name, [])):
+            removed.add(id(q))
+        host = src if src is not None else (users[0] if users else None)
+        if host is not None:
+            host.extra_nodes = host.extra_nodes + tuple(n for n in (q.node, dq.node) if n not in host.sources)
+        _mark_int8(users, cons, forward=True)
+        if src is not None:
+            _mark_int8([src], producer, forward=False)
+    if not removed:
+        return layers
+    kept = [x for x in layers if id(x) not in removed]
+    for x in kept:
+        x.inputs = [_follow(alias, t) for t in x.inputs]
+    return kept
+
+
+# Data-movement layers commute with Q and DQ (Developer Guide: DQ propagates forwards, Q backwards through them),
+# so the INT8 reaches the quantizable layer behind them.
+_COMMUTING = frozenset({"SHUFFLE", "SLICE", "IDENTITY"})
+
+
+def _mark_int8(start: list[Layer], links: Mapping[str, Any], forward: bool) -> None:
+    todo, seen = list(start), set()
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        x.precision = "int8"
+        if x.kind not in _COMMUTING:
+            continue
+        if forward:
+            todo += [u for t in x.outputs for u in links.get(t.name, [])]
+        elif x.inputs and (p := links.get(x.inputs[0].name)) is not None:
+            todo.append(p)
+
+
+def _follow(alias: dict[str, Tensor], t: Tensor) -> Tensor:
+    seen = 0
+    while t.name in alias and seen < 64:
+        t = alias[t.name]
+        seen += 1
+    return t
 
 
 # ---------------------------------------------------------------------------------------------- builder

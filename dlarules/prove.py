@@ -105,12 +105,15 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str,
 
 def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
           inputs: str | os.PathLike[str] | None = None, seed: int = 0, rtol: float = 1e-3, atol: float = 1e-4,
-          source: str = "<model>") -> Proof:
-    feeds = _inputs(original, input_shapes, seed, inputs)
+          source: str = "<model>", feeds: Mapping[str, np.ndarray] | None = None) -> Proof:
+    """`feeds`: inputs a recipe chose (inside a Q/DQ model's input ranges) instead of seeded random ones."""
+    chosen = feeds is not None
+    feeds = dict(feeds) if chosen else _inputs(original, input_shapes, seed, inputs)
     given = str(inputs) if inputs is not None else None
     want = run(original, feeds, source, given)
     got = run(rewritten, feeds, f"{source} (rewritten)", given)
-    proof = Proof([], rtol, atol, str(inputs) if inputs is not None else f"random (seed {seed})")
+    label = "uniform in the input quantizers' ranges (seed 0)" if chosen else f"random (seed {seed})"
+    proof = Proof([], rtol, atol, str(inputs) if inputs is not None else label)
     for name, a in want.items():
         b = got.get(name)
         if b is None or b.shape != a.shape:

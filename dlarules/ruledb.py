@@ -119,6 +119,8 @@ class Release:
     loadable_evidence: str
     dla: Mapping[str, str]
     note: str = ""
+    # Does DLA take Q/DQ networks ({dla, confidence, source}); `parser.qdq_fusion` follows it (lowering).
+    explicit_quantization: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -443,9 +445,11 @@ class RuleDB:
                 v = str(r["version"])
                 parse_version(v)
                 lim = r.get("loadable_limit") or {}
+                eq = dict(r.get("explicit_quantization") or {})
+                parser = {**dict(r.get("parser") or {}), "qdq_fusion": bool(eq.get("dla", False))}
                 out.append(Release(v, tuple(r.get("hardware") or ()), tuple(r.get("platforms") or ("jetson",)),
-                                   dict(r.get("parser") or {}), int(lim.get("per_core", 16)),
-                                   str(lim.get("evidence", "")), dict(r.get("dla") or {}), str(r.get("note", ""))))
+                                   parser, int(lim.get("per_core", 16)),
+                                   str(lim.get("evidence", "")), dict(r.get("dla") or {}), str(r.get("note", "")), eq))
             except (KeyError, ValueError, TypeError) as exc:
                 self.problems.append(Problem(r.get("__file__", RELEASES_FILE), r.get("__line__", 1), "",
                                              f"release {r.get('version')!r}: {exc}"))

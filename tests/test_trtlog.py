@@ -104,7 +104,7 @@ def test_no_placement_section_is_a_clear_error(tmp_path):
     with pytest.raises(LogError) as exc:
         trtlog.read(f)
     line = exc.value.line()
-    assert str(f) in line and "no 'Layers Running on DLA/GPU' section" in line and "\n" not in line
+    assert str(f) in line and "no DLA placement found (no 'Layers Running on DLA/GPU' lines" in line and "\n" not in line
     assert trtlog.read(f, require_placement=False).warnings[0].layer == "x"
 
 

@@ -31,5 +31,7 @@ RECIPES: dict[str, str] = {
     "fold-constants": "constant folding, removal of Identity and dead nodes",
     "deconv-pad-to-slice": "padded ConvTranspose -> unpadded ConvTranspose followed by a cropping Slice",
     "pad-into-conv": "zero Pad before a Conv -> the Conv's own padding",
+    "qdq-to-calibration": "Q/DQ (explicit quantization) model -> float model + TensorRT INT8 calibration cache and "
+                          "per-layer precisions (NVIDIA DLA-SW qdq-translator); model-wide",
     "softmax-transpose-fold": "Transpose -> Softmax -> inverse Transpose -> one Softmax on the original axis",
 }

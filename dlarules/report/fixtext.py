@@ -76,6 +76,14 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
                        + ("" if o.passed else "  <- beyond tolerance"))
     if dry_run:
         out.append("dry run: nothing written")
+    elif written is not None and result.artifacts:
+        from ..fix import artifact_path
+        from ..recipes import qdq
+        files = {sfx: artifact_path(written, sfx) for sfx in result.artifacts}
+        out.append(f"wrote {written}, " + ", ".join(str(p) for p in files.values()))
+        out.append("next: build it on the device with `" + qdq.trtexec_command(
+            str(written), str(files[qdq.CACHE_SUFFIX]),
+            str(files[qdq.LAYER_ARG_SUFFIX]) if qdq.LAYER_ARG_SUFFIX in files else None) + "`")
     elif written is not None:
         out.append(f"wrote {written}")
         flag = "--int8" if t.precision == "int8" else "--fp16"
