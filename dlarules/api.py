@@ -115,6 +115,12 @@ class Report:
         }
 
     @property
+    def explicit_quantization(self) -> dict[str, Any] | None:
+        """What happens to the model's Q/DQ nodes on this release, with the source (None: it has none)."""
+        from .qdqinfo import summary
+        return summary(self.layer_graph, self.target) if self.layer_graph is not None else None
+
+    @property
     def exit_code(self) -> int:
         return 0 if not self.placement.gpu_layers else 1
 
@@ -137,6 +143,7 @@ class Report:
             "summary": self.summary,
             "coverage": self.coverage,
             "dla_only": self.dla_only,
+            **({"explicit_quantization": q} if (q := self.explicit_quantization) is not None else {}),
             "placement": self.placement.to_dict(by),
             "nodes": [n.to_dict(by, self.placement) for n in self.nodes],
         }

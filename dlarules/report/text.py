@@ -15,6 +15,8 @@ def render(report: Report, show_all: bool = False, gates: list[str] | None = Non
     lines.append(f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}  (rules {report.db_version})")
     lines.append(f"{s['nodes']} ONNX nodes -> {s['layers']} TensorRT layers; {s['nodes_folded']} nodes folded at build "
                  f"time, {s['nodes_without_layer']} without a layer")
+    from ..qdqinfo import lines as qdq_lines
+    lines += qdq_lines(report.explicit_quantization, t.trt)
     lines.append("")
     lines += _fallbacks(report, show_all)
     lines += _placement(report, show_all)
