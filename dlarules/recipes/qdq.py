@@ -191,7 +191,8 @@ def strip(model: onnx.ModelProto) -> Stripped:
         z = float(zp.reshape(())) if zp is not None else 0.0
         qmin, qmax = _QRANGE.get(_qtype(n, consts, g), (-128, 127))
         lo, hi = (qmin - z) * s, (qmax - z) * s
-        res.scales[src] = max(abs(lo), abs(hi)) / 127.0
+        # zero point 0: the pair's scale is TensorRT's (dynamic range 127 * scale); else the symmetric one covering it
+        res.scales[src] = s if z == 0.0 else max(abs(lo), abs(hi)) / 127.0
         res.steps[src] = s
         res.ranges[src] = (lo, hi)
         if z != 0.0:

@@ -1,0 +1,193 @@
+"""Q/DQ (explicit quantization) models: per-release truth, Q/DQ fusion in lowering, the qdq-to-calibration recipe."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dlarules.api import check, load_db
+from dlarules.fix import artifact_path, fix, write
+from dlarules.recipes import qdq
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+QDQ_MODEL = CORPUS / "mobilenet_v2_qdq_int8.onnx"
+FLOAT_MODEL = CORPUS / "mobilenet_v2.onnx"
+needs_corpus = pytest.mark.skipif(not QDQ_MODEL.exists(), reason="corpus not available")
+
+
+@pytest.fixture(scope="module")
+def db():
+    return load_db()
+
+
+def _orin_releases(db):
+    return [r.version for r in db.releases if "orin" in r.hardware]
+
+
+def _gpu_names(report):
+    return sorted(v.name for v in report.gpu_layers)
+
+
+def _qdq_conv_model(zero_point: int = 0) -> onnx.ModelProto:
+    """x -> Q/DQ -> Conv(int8 weights via DQ) -> Q/DQ -> Relu -> y: a small symmetric Q/DQ network."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(w, "w_q"), numpy_helper.from_array(np.array(0.01, np.float32), "w_s"),
+             numpy_helper.from_array(np.array(0, np.int8), "w_z"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "a_s"),
+             numpy_helper.from_array(np.array(zero_point, np.int8), "a_z"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "c_s")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"], name="x_q"),
+             helper.make_node("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"], name="x_dq"),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], name="w_dq"),
+             helper.make_node("Conv", ["xd", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "c_s", "w_z"], ["cq"], name="c_q"),
+             helper.make_node("DequantizeLinear", ["cq", "c_s", "w_z"], ["cd"], name="c_dq"),
+             helper.make_node("Relu", ["cd"], ["y"], name="relu")]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_every_release_says_whether_dla_takes_qdq_with_a_source(db):
+    for r in db.releases:
+        eq = r.explicit_quantization
+        assert set(eq) >= {"dla", "confidence", "source"}, r.version
+        assert eq["source"].get("doc") and eq["source"].get("url"), r.version
+        if eq["confidence"] == "documented":
+            assert eq["source"].get("quote"), r.version   # documented only with the release's own words
+        assert r.parser["qdq_fusion"] is bool(eq["dla"])
+    takes = {r.version for r in db.releases if r.explicit_quantization["dla"]}
+    assert takes == {"11.4"}
+
+
+def test_small_qdq_network_fuses_on_11_4_and_stays_split_before(db):
+    model = _qdq_conv_model()
+    fused = check(model, db, hardware="orin", trt="11.4")
+    kinds = [v.kind for v in fused.layers]
+    assert "QUANTIZE" not in kinds and "DEQUANTIZE" not in kinds, kinds
+    conv = next(v for v in fused.layer_graph.layers if v.kind == "CONVOLUTION")
+    assert conv.precision == "int8"
+    assert {"x_q", "x_dq", "c_q", "c_dq"} <= set(conv.sources) | {
+        n for x in fused.layer_graph.layers for n in x.sources}
+    assert fused.explicit_quantization["fused"] == 4 and fused.explicit_quantization["weights_folded"] == 1
+    split = check(model, db, hardware="orin", trt="10.3", precision="int8")
+    assert [v.kind for v in split.gpu_layers].count("QUANTIZE") == 2
+    rules = {f.rule: f for v in split.gpu_layers for f in v.findings}
+    assert rules["QDQ-EXPLICIT"].fix == "qdq-to-calibration"
+    assert split.explicit_quantization["separate_layers"] == 4 and split.explicit_quantization["fix"] == "qdq-to-calibration"
+
+
+def test_unpaired_quantize_stays_a_layer_and_is_judged(db):
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], name="lonely_q")]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 4, 8, 8])], inits)
+    r = check(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), db, hardware="orin", trt="11.4")
+    assert [v.kind for v in r.layers] == ["QUANTIZE"]
+
+
+@needs_corpus
+def test_corpus_qdq_model_on_every_orin_release(db):
+    for trt in _orin_releases(db):
+        rel = next(r for r in db.releases if r.version == trt)
+        prec = None if trt.startswith("11") else "int8"
+        r = check(str(QDQ_MODEL), db, hardware="orin", trt=trt, precision=prec)
+        info = r.explicit_quantization
+        assert info is not None and info["nodes"] == 199 and info["source"], trt
+        assert info["asymmetric_nodes"] == 132    # onnxruntime's asymmetric activations: the parser rejects them
+        if rel.explicit_quantization["dla"]:
+            # 11.x builds a float model in FP32 (strongly typed, no --int8): its INT8 placement is the last one
+            # a release with an INT8 build mode gives (10.7)
+            plain = check(str(FLOAT_MODEL), db, hardware="orin", trt="10.7", precision="int8")
+            assert not any(v.kind in ("QUANTIZE", "DEQUANTIZE") for v in r.gpu_layers)
+            assert _gpu_names(r) == _gpu_names(plain)
+            assert r.summary["dla_subgraphs"] == plain.summary["dla_subgraphs"]
+            assert r.summary["transitions"] == plain.summary["transitions"]
+            assert info["fused"] == 132
+        else:
+            assert info["separate_layers"] == 132 and info["fix"] == "qdq-to-calibration"
+            assert r.summary["fallbacks_by_rule"]["QDQ-EXPLICIT"] == 132
+
+
+def _parse_cache(text: str) -> tuple[str, dict[str, float]]:
+    """TensorRT's calibration cache format: a header line, then `tensor: <8 hex digits of the float32 bits>`."""
+    lines = text.splitlines()
+    header, entries = lines[0], {}
+    for line in lines[1:]:
+        name, _, hexval = line.rpartition(": ")
+        assert len(hexval) == 8 and all(c in "0123456789abcdef" for c in hexval), line
+        entries[name] = struct.unpack(">f", bytes.fromhex(hexval))[0]
+    return header, entries
+
+
+def test_cache_format_round_trips():
+    assert qdq.float_to_hex(1.0) == "3f800000"
+    assert qdq.float_to_hex(0.05) == "3d4ccccd"
+    assert qdq.trt_version_number("8.6") == 8600 and qdq.trt_version_number("10.3") == 100300
+    header, entries = _parse_cache(qdq.calibration_cache({"a": 0.05, "b:0": 1.5}, "8.6"))
+    assert header == "TRT-8600-EntropyCalibration2"
+    assert entries == {"a": pytest.approx(0.05, rel=1e-7), "b:0": 1.5}
+
+
+def test_trtexec_command_is_the_translators():
+    assert qdq.trtexec_command("m.onnx", "m.calib.cache", None) == (
+        "trtexec --onnx=m.onnx --calib=m.calib.cache --useDLACore=0 --int8 --fp16 --allowGPUFallback")
+    assert qdq.trtexec_command("m.onnx", "c", "m.txt").endswith(
+        "--precisionConstraints=prefer --layerPrecisions=$(cat m.txt)")
+
+
+def test_strip_small_model_symmetric_is_exact_scales(tmp_path):
+    s = qdq.strip(_qdq_conv_model())
+    assert s.pairs == 2 and s.weights == 1 and not s.relus and not s.asymmetric
+    assert s.scales == {"x": pytest.approx(0.02), "c": pytest.approx(0.05)}
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in s.model.graph.node)
+    onnx.checker.check_model(s.model, full_check=True)
+
+
+@needs_corpus
+def test_fix_qdq_to_calibration_on_the_corpus_model(db, tmp_path):
+    target = db.target("orin", "10.3", precision="int8")
+    result = fix(str(QDQ_MODEL), db, target, only={"qdq-to-calibration"})
+    assert [c.recipe for c in result.changes] == ["qdq-to-calibration"]
+    assert result.before.summary["layers_on_gpu"] == 183 and result.before.summary["dla_subgraphs"] == 16
+    plain = check(str(FLOAT_MODEL), db, target=target)
+    assert _gpu_names(result.after) == _gpu_names(plain)
+    assert result.after.summary["dla_subgraphs"] == plain.summary["dla_subgraphs"] == 2
+    p = result.proof
+    assert p is not None and p.passed and p.rtol == 0.0
+    assert 0 < p.atol < 1e-9       # the recipe's own tolerance: output quantization steps, not the default 1e-4
+    assert all(o.max_abs <= p.atol for o in p.outputs)
+    out = write(result, tmp_path / "m.dla.onnx")
+    cache = artifact_path(out, qdq.CACHE_SUFFIX)
+    header, entries = _parse_cache(cache.read_text())
+    assert header == "TRT-100300-EntropyCalibration2"
+    original = onnx.load(str(QDQ_MODEL))
+    quantized = {n.input[0] for n in original.graph.node if n.op_type == "QuantizeLinear"}
+    consts = {i.name for i in original.graph.initializer}
+    activations = quantized - consts
+    assert len(activations) == 66
+    written = onnx.load(str(out))
+    names = {o for n in written.graph.node for o in n.output} | {i.name for i in written.graph.input}
+    # a quantized tensor that is a graph output keeps the output's name
+    renamed = {n.input[0]: d.output[0] for n in original.graph.node if n.op_type == "QuantizeLinear"
+               for d in original.graph.node if d.op_type == "DequantizeLinear" and d.input[0] == n.output[0]
+               and d.output[0] in {o.name for o in original.graph.output}}
+    for t in activations:
+        t = renamed.get(t, t)
+        assert t in entries and entries[t] > 0, t
+    assert set(entries) <= names          # every entry names a tensor of the written model
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in written.graph.node)
+    with pytest.raises(Exception):
+        write(result, tmp_path / "m.dla.onnx")   # never replaces what exists without --force
+
+
+@needs_corpus
+def test_fix_does_not_strip_where_dla_takes_qdq(db):
+    target = db.target("orin", "11.4")
+    result = fix(str(QDQ_MODEL), db, target, only={"qdq-to-calibration"}, verify=False)
+    assert not result.changes and not result.artifacts
