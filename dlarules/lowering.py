@@ -781,9 +781,23 @@ def lower_lrn(lw: Lowerer) -> None:
     lw.add("LRN", {"window": int(lw.node.attrs.get("size", 0)), "region": "ACROSS_CHANNELS"}, [lw.inp(0)], lw.out(0))
 
 
+_COMPARISONS = frozenset({"EQUAL", "GREATER", "LESS"})
+
+
+def _from_comparison(lw: Lowerer, t: Tensor) -> bool:
+    """Is `t` written by a comparison (or the OR that ends a GreaterOrEqual/LessOrEqual)? DLA runs a comparison
+    only with its output cast right after it, so that Cast belongs to the comparison's DLA pattern."""
+    for layer in reversed(lw.layers):
+        if any(o is t or o.name == t.name for o in layer.outputs):
+            return layer.kind == "ELEMENTWISE" and (layer.attrs.get("operation") in _COMPARISONS
+                                                    or layer.op in ("GreaterOrEqual", "LessOrEqual"))
+    return False
+
+
 def lower_cast(lw: Lowerer) -> None:
     kind = "CAST" if lw.features["cast"] == "cast" else "IDENTITY"
-    lw.add(kind, {}, [lw.inp(0)], lw.out(0))
+    x = lw.inp(0)
+    lw.add(kind, {"casts_comparison": _from_comparison(lw, x)}, [x], lw.out(0))
 
 
 def lower_identity(lw: Lowerer) -> None:
@@ -1045,23 +1059,25 @@ def fuse_qdq(layers: list[Layer], graph: Graph) -> list[Layer]:
         users = cons.get(y.name, [])
         if x.const or (src is None and x.name not in inputs):
             continue
-        if y.name in outputs:
-            # the layer writing x writes the network output instead (x must not be needed under its own name)
-            if src is None or x.name in outputs or any(u is not q for u in cons.get(x.name, [])):
-                continue
-            src.outputs = [y if t is x else t for t in src.outputs]
-            producer[y.name] = src
-        else:
-            alias[y.name] = x
-        removed.add(id(dq))
-        if all(id(u) in removed for u in cons.get(q.outputs[0].name, [])):
+        q_ok = src is None or src.kind in _QUANTIZABLE
+        dq_ok = y.name in outputs or (bool(users) and all(u.kind in _QUANTIZABLE for u in users))
+        if q_ok and dq_ok and _fuse_pair(q, dq, src, users, x, y, producer, cons, outputs, alias, removed):
+            continue
+        q_users = cons.get(q.outputs[0].name, [])
+        if q_ok and q_users == [dq] and x.name not in outputs and (
+                src is None or all(u is q for u in cons.get(x.name, []))):
+            # only the Q fuses (its producer emits INT8, or the network input is INT8): the DQ stays a layer
+            dq.inputs = [x, *dq.inputs[1:]]
             removed.add(id(q))
-        host = src if src is not None else (users[0] if users else None)
-        if host is not None:
-            host.extra_nodes = host.extra_nodes + tuple(n for n in (q.node, dq.node) if n not in host.sources)
-        _mark_int8(users, cons, forward=True)
-        if src is not None:
-            _mark_int8([src], producer, forward=False)
+            if src is not None:
+                src.extra_nodes = src.extra_nodes + (q.node,)
+                _mark_int8([src], producer, forward=False)
+        elif dq_ok and users:
+            # only the DQ fuses: its readers take the Q's INT8 output; the Q stays a layer
+            alias[y.name] = q.outputs[0]
+            removed.add(id(dq))
+            users[0].extra_nodes = users[0].extra_nodes + (dq.node,)
+            _mark_int8(users, cons, forward=True)
     if not removed:
         return layers
     kept = [x for x in layers if id(x) not in removed]
@@ -1070,9 +1086,38 @@ def fuse_qdq(layers: list[Layer], graph: Graph) -> list[Layer]:
     return kept
 
 
+def _fuse_pair(q: Layer, dq: Layer, src: Layer | None, users: list[Layer], x: Tensor, y: Tensor,
+               producer: dict[str, Layer], cons: dict[str, list[Layer]], outputs: set[str],
+               alias: dict[str, Tensor], removed: set[int]) -> bool:
+    """Both halves of a Q -> DQ pair fuse into their neighbours; False when the network output needs the pair."""
+    if y.name in outputs:
+        # the layer writing x writes the network output instead (x must not be needed under its own name)
+        if src is None or x.name in outputs or any(u is not q for u in cons.get(x.name, [])):
+            return False
+        src.outputs = [y if t is x else t for t in src.outputs]
+        producer[y.name] = src
+    else:
+        alias[y.name] = x
+    removed.add(id(dq))
+    if all(id(u) in removed for u in cons.get(q.outputs[0].name, [])):
+        removed.add(id(q))
+    host = src if src is not None else (users[0] if users else None)
+    if host is not None:
+        host.extra_nodes = host.extra_nodes + tuple(n for n in (q.node, dq.node) if n not in host.sources)
+    _mark_int8(users, cons, forward=True)
+    if src is not None:
+        _mark_int8([src], producer, forward=False)
+    return True
+
+
 # Data-movement layers commute with Q and DQ (Developer Guide: DQ propagates forwards, Q backwards through them),
 # so the INT8 reaches the quantizable layer behind them.
 _COMMUTING = frozenset({"SHUFFLE", "SLICE", "IDENTITY"})
+# Layers with INT8 implementations that fuse with an input DQ and an output Q (the layers DLA runs in INT8, "FP16,
+# INT8" in the DLA layer table); a DQ read by anything else (SoftMax, Gather, ...) stays a DEQUANTIZE layer.
+_QUANTIZABLE = _COMMUTING | frozenset({"CONVOLUTION", "DECONVOLUTION", "FULLY_CONNECTED", "MATRIX_MULTIPLY",
+                                       "POOLING", "ELEMENTWISE", "SCALE", "ACTIVATION", "PARAMETRIC_RELU",
+                                       "CONCATENATION", "RESIZE", "LRN", "REDUCE"})
 
 
 def _mark_int8(start: list[Layer], links: Mapping[str, Any], forward: bool) -> None:

@@ -191,3 +191,25 @@ def test_fix_does_not_strip_where_dla_takes_qdq(db):
     target = db.target("orin", "11.4")
     result = fix(str(QDQ_MODEL), db, target, only={"qdq-to-calibration"}, verify=False)
     assert not result.changes and not result.artifacts
+
+
+def test_dq_read_by_a_layer_without_int8_stays_a_layer(db):
+    """Conv -> Q -> DQ -> Softmax on 11.4: the Q fuses into the convolution (it emits INT8), the DQ before the
+    SoftMax (no INT8 implementation) stays a DEQUANTIZE layer."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"], name="c_q"),
+             helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd"], name="c_dq"),
+             helper.make_node("Softmax", ["cd"], ["y"], name="softmax", axis=1)]
+    g = helper.make_graph(nodes, "qs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, 1])], inits)
+    r = check(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), db, hardware="orin", trt="11.4")
+    layers = r.layer_graph.layers
+    kinds = [x.kind for x in layers]
+    assert "QUANTIZE" not in kinds and kinds.count("DEQUANTIZE") == 1, kinds
+    conv = next(x for x in layers if x.kind == "CONVOLUTION")
+    assert conv.precision == "int8" and "c_q" in conv.sources
+    dq = next(x for x in layers if x.kind == "DEQUANTIZE")
+    assert dq.inputs[0].name == "c"

@@ -153,25 +153,26 @@ def strip(model: onnx.ModelProto) -> Stripped:
     res = Stripped(m, {}, [])
     nonneg: set[str] = set()
     inputs = {i.name for i in g.input}
-    for n in g.node:
-        if n.op_type != "DequantizeLinear" or id(n) in drop:
-            continue
+    producer = {o: n for n in g.node for o in n.output}
+
+    def one(n: onnx.NodeProto) -> None:
         x = consts.get(n.input[0])
         scale = consts.get(n.input[1])
         zp = consts.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
         if scale is None:
             res.left.append(n.name)
-            continue
+            return
         if x is not None:                       # weights stored quantized: fold the DQ into a float constant
             w = _dequant(x, scale, zp, _axis(n))
             new_consts.append(numpy_helper.from_array(np.asarray(w), n.output[0]))
             drop.add(id(n))
             res.weights += 1
-            continue
-        q = next((p for p in g.node if n.input[0] in p.output and p.op_type == "QuantizeLinear"), None)
+            return
+        q = producer.get(n.input[0])
+        q = q if q is not None and q.op_type == "QuantizeLinear" else None
         if q is None:
             res.left.append(n.name)
-            continue
+            return
         src = q.input[0]
         wq = consts.get(src)
         qs = consts.get(q.input[1])
@@ -183,10 +184,10 @@ def strip(model: onnx.ModelProto) -> Stripped:
             if all(id(c) in drop or c.op_type == "DequantizeLinear" for c in consumers.get(q.output[0], [])):
                 drop.add(id(q))
             res.weights += 1
-            continue
+            return
         if scale.size != 1:                      # per-channel activation scales: no calibration-cache form
             res.left.append(n.name)
-            continue
+            return
         s = float(scale.reshape(()))
         z = float(zp.reshape(())) if zp is not None else 0.0
         qmin, qmax = _QRANGE.get(_qtype(n, consts, g), (-128, 127))
@@ -198,7 +199,7 @@ def strip(model: onnx.ModelProto) -> Stripped:
         if z != 0.0:
             res.asymmetric += 1
         target = src
-        if lo == 0.0 and not _nonneg(src, g, nonneg, inputs, rename):
+        if lo == 0.0 and not _nonneg(src, producer, nonneg, inputs, rename):
             # the quantizer folded a ReLU into the range; symmetric INT8 keeps negatives, so a Relu keeps it
             relu_out = f"{n.output[0]}_relu"
             relu = helper.make_node("Relu", [src], [relu_out], name=f"{n.name}_relu")
@@ -212,6 +213,14 @@ def strip(model: onnx.ModelProto) -> Stripped:
         if all(id(c) in drop or c.op_type == "DequantizeLinear" for c in consumers.get(q.output[0], [])):
             drop.add(id(q))
         res.pairs += 1
+
+    for n in g.node:
+        if n.op_type != "DequantizeLinear" or id(n) in drop:
+            continue
+        try:
+            one(n)
+        except (ValueError, TypeError, IndexError, KeyError):   # a scale or zero point this recipe cannot read
+            res.left.append(n.name)
     # rewire consumers and graph outputs of the removed DQ nodes
     keep = [n for n in g.node if id(n) not in drop]
     res.removed = [n.name for n in g.node if id(n) in drop]
@@ -303,20 +312,21 @@ _KEEPS_NONNEG = {"Relu", "Sigmoid", "MaxPool", "AveragePool", "GlobalAveragePool
                  "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Identity", "Resize"}
 
 
-def _nonneg(t: str, g: onnx.GraphProto, known: set[str], inputs: set[str], rename: dict[str, str]) -> bool:
+def _nonneg(t: str, producer: dict[str, onnx.NodeProto], known: set[str], inputs: set[str],
+            rename: dict[str, str]) -> bool:
     """Is tensor t >= 0 whatever the input (a Relu upstream, through pooling/reshapes)? A graph input whose range
     starts at 0 is data (images in [0, 1]), not a folded activation: no Relu either."""
     t = rename.get(t, t)   # a removed pair's output stands for the tensor it read
     if t in known or t in inputs:
         return True
-    prod = next((n for n in g.node if t in n.output), None)
+    prod = producer.get(t)
     if prod is None:
         return False
     if prod.op_type == "Relu":
         return True
     if prod.op_type in _KEEPS_NONNEG:
         data = prod.input[:1] if prod.op_type != "Concat" else list(prod.input)
-        ok = all(_nonneg(i, g, known, inputs, rename) for i in data if i)
+        ok = all(_nonneg(i, producer, known, inputs, rename) for i in data if i)
         if ok:
             known.add(t)
         return ok
@@ -357,7 +367,8 @@ def describe(stripped: Stripped) -> str:
 
 
 def _check(node: Any, ctx: Any) -> str | None:
-    return "model-wide: `dlarules fix --only qdq-to-calibration` strips every Q/DQ node of the model at once"
+    return ("model-wide and approximate: `--only qdq-to-calibration` (or --allow-approx) strips every Q/DQ node "
+            "of the model at once")
 
 
 def _apply(node: Any, ctx: Any) -> Change:   # never called: fix runs `strip` on the whole model
