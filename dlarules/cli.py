@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -394,7 +395,11 @@ def docs_header() -> str:
 def main() -> None:
     """Entry point: one line on stderr and exit 2 for anything the user can fix; never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        with warnings.catch_warnings():
+            # numpy/onnx warnings (ComplexWarning while folding a complex constant, ...) are no message of ours:
+            # stderr holds only our one line
+            warnings.simplefilter("ignore")
+            rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except DlarulesError as exc:
         typer.echo(f"dlarules: error: {exc.line()}", err=True)

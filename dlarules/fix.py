@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import onnx
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.logger import G_LOGGER
 
 from . import splice
 from .api import Report, check
@@ -25,6 +26,10 @@ from .model import resolve_input_shapes
 from .recipes.base import Change, Context
 from .recipes.catalog import RECIPES as CATALOG
 from .ruledb import RuleDB, Target
+
+# onnx-graphsurgeon prints its warnings ("colored module is not installed", "foldable nodes") to stdout, which
+# would corrupt `fix --format json`; its errors still raise
+G_LOGGER.severity = G_LOGGER.CRITICAL + 1
 
 MAX_ROUNDS = 8
 
@@ -93,7 +98,21 @@ def load_full(path: str | os.PathLike[str]) -> onnx.ModelProto:
         onnx.load_external_data_for_model(model, str(Path(path).parent))
     except Exception as exc:
         raise DlarulesError(path, f"cannot read its external data: {exc}") from None
+    _check_weight_types(model, path)
     return model
+
+
+def _check_weight_types(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Every weight has a real ONNX data type: the rewrites import the graph with onnx-graphsurgeon, which fails on
+    UNDEFINED (0) or an unknown code with an exception of its own."""
+    known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+    weights = [("initializer", t.name, t) for t in model.graph.initializer]
+    weights += [(f"{n.op_type} node", n.name or (n.output[0] if n.output else "?"), a.t)
+                for n in model.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR]
+    for what, name, t in weights:
+        if t.data_type not in known:
+            raise DlarulesError(path, f"{what} {name[:60]!r} has data type {t.data_type}, which is not an ONNX "
+                                      f"tensor type; the model is malformed")
 
 
 def _candidates(report: Report, allowed: set[str] | None, excluded: set[str] | None) -> dict[str, list[tuple[str, list[str]]]]:

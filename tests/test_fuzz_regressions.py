@@ -1,0 +1,60 @@
+"""Bugs bench/fuzz.py found (outside the 40 cases of ../shared/fuzz-cases), each with the run that found it.
+
+Each case runs through the fuzz judge (fuzzing.harness.run_case: exit 0/1/2, one-line errors naming a file or
+option, nothing third-party on stderr, JSON that parses, inputs unchanged) and asserts what the bug broke.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from fuzzing.cases import Case
+from fuzzing.harness import run_case
+
+HERE = Path(__file__).resolve().parent / "fuzz_regress"
+
+
+def _case(model: bytes, *argv: str) -> Case:
+    return Case(argv[0], {"m.onnx": model}, argv=list(argv))
+
+
+def test_fix_json_stdout_holds_only_json(tmp_path):
+    # onnx-graphsurgeon logged "[W] colored module is not installed" / "foldable nodes" on stdout
+    case = _case((HERE / "gs_warning_on_stdout.onnx").read_bytes(), "fix", "m.onnx", "--target", "xavier",
+                 "--trt", "8.4", "--format", "json", "--dry-run", "--all")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok", out
+    assert out.rc in (0, 1)
+
+
+def test_fix_keeps_numpy_warnings_off_stderr(tmp_path, capfd):
+    # folding a complex64 constant printed two ComplexWarning lines above the error line
+    case = _case((HERE / "complex_warning.onnx").read_bytes(), "fix", "m.onnx", "--target", "xavier", "--trt",
+                 "8.0", "--format", "text", "-o", "out/fixed.onnx", "--allow-approx")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok", out
+    assert "Warning" not in out.detail
+
+
+def _dtype0_model() -> bytes:
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 1, 1])
+    w = numpy_helper.from_array(np.ones([4, 3, 3, 3], np.float32), "w")
+    w.data_type = onnx.TensorProto.UNDEFINED
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["y"], name="gap")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+def test_fix_names_a_weight_of_undefined_type(tmp_path):
+    # onnx-graphsurgeon's import raised OnnxGraphSurgeonException("Unsupported type: 0"): exit 3
+    case = _case(_dtype0_model(), "fix", "m.onnx", "--target", "orin", "--trt", "8.6", "-o", "out/fixed.onnx")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok" and out.rc == 2, out
+    assert "m.onnx: initializer 'w' has data type 0" in out.detail
