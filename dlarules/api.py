@@ -17,11 +17,13 @@ import onnx
 from . import __version__
 from .checker import Finding, LayerVerdict, evaluate
 from .lowering import LayerGraph, lower
-from .model import Graph, load_graph
+from .errors import DlarulesError, clip
+from .model import Graph, check_text, load_graph
 from .partition import Placement, predict
 from .ruledb import RuleDB, RuleSet, Target
 
 REPORT_SCHEMA_VERSION = "1"
+PROTO_SOURCE = "<ModelProto>"   # what errors name for a model given as an onnx.ModelProto
 
 
 @dataclass
@@ -112,7 +114,18 @@ class Report:
             "transitions": self.placement.transitions,
             "loadable_limit_exceeded": self.placement.limit_exceeded,
             "fallbacks_by_rule": {rule: len(items) for rule, items in sorted(self.findings_by_rule().items())},
+            "layers_by_precision": self.layers_by_precision,
+            "layers_demoted": sum(1 for v in self.layers if v.demoted and self.on_dla(v.index)),
         }
+
+    @property
+    def layers_by_precision(self) -> dict[str, int]:
+        """How many layers run on DLA in each precision (placed there, not moved by the loadable limit)."""
+        out: dict[str, int] = {}
+        for v in self.layers:
+            if v.precision is not None and self.on_dla(v.index):
+                out[v.precision] = out.get(v.precision, 0) + 1
+        return dict(sorted(out.items()))
 
     @property
     def explicit_quantization(self) -> dict[str, Any] | None:
@@ -138,8 +151,7 @@ class Report:
             "schema_version": REPORT_SCHEMA_VERSION,
             "tool": {"name": "dlarules", "version": __version__, "db_version": self.db_version},
             "model": self.model,
-            "target": {"hardware": t.hardware, "tensorrt": t.trt, "release": t.release.version,
-                       "platform": t.platform, "precision": t.precision},
+            "target": target_dict(t),
             "summary": self.summary,
             "coverage": self.coverage,
             "dla_only": self.dla_only,
@@ -147,6 +159,16 @@ class Report:
             "placement": self.placement.to_dict(by),
             "nodes": [n.to_dict(by, self.placement) for n in self.nodes],
         }
+
+
+def target_dict(t: Target) -> dict[str, Any]:
+    """The report's `target`: `precision` is the build mode asked for (fp16, int8, int8+fp16, ...)."""
+    m = t.mode
+    return {"hardware": t.hardware, "tensorrt": t.trt, "release": t.release.version, "platform": t.platform,
+            "precision": t.mode_name, "mode": {"name": t.mode_name, "precisions": list(t.chain) or "graph",
+                                               "trtexec": list(m.trtexec) if m else []},
+            "module": t.module.name if t.module else None, "dla_cores": t.dla_cores,
+            "dla_core": t.dla_core}
 
 
 def load_db(extra_dirs: Iterable[str | os.PathLike[str]] = (), *, base: str | os.PathLike[str] | None = None) -> RuleDB:
@@ -157,15 +179,27 @@ def load_db(extra_dirs: Iterable[str | os.PathLike[str]] = (), *, base: str | os
 def check(model: str | os.PathLike[str] | onnx.ModelProto | Graph, db: RuleDB | None = None, *,
           hardware: str = "orin", trt: str | None = None, jetpack: str | None = None, platform: str | None = None,
           precision: str | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-          target: Target | None = None) -> Report:
-    """Check a model (path, ModelProto or loaded Graph) against the rules for one target."""
+          target: Target | None = None, dla_core: int | None = None) -> Report:
+    """Check a model (path, ModelProto or loaded Graph) against the rules for one target. `hardware` is a
+    family (xavier, orin) or a module (agx-orin, orin-nx-8, ...); `precision` a build mode (fp16, int8,
+    int8+fp16, best, strongly-typed)."""
     db = db or load_db()
-    target = target or db.target(hardware, trt, jetpack=jetpack, platform=platform, precision=precision)
+    target = target or db.target(hardware, trt, jetpack=jetpack, platform=platform, precision=precision,
+                                 dla_core=dla_core)
     ruleset = db.select(target)
     enabled = gc.isenabled()
     gc.disable()  # see check_graph
     try:
+        if isinstance(model, onnx.ModelProto):
+            check_text(model, PROTO_SOURCE)
         graph = model if isinstance(model, Graph) else load_graph(model, input_shapes)
+    except DlarulesError as exc:
+        if exc.source is not None and exc.source != "<model>":
+            raise
+        # a ModelProto has no file name: say what was checked (the graph's name) rather than nothing
+        name = model.graph.name if isinstance(model, onnx.ModelProto) else ""
+        raise type(exc)(f"{PROTO_SOURCE[:-1]} {clip(repr(name), 40)}>" if name else PROTO_SOURCE,
+                        exc.problem) from None
     finally:
         if enabled:
             gc.enable()

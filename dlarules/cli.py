@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import DlarulesError, OptionError
+from .errors import MAX_LINE, DlarulesError, OptionError, clip
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Will this ONNX model run on NVIDIA's DLA, and if not, what exactly must change?")
@@ -20,12 +20,20 @@ app.add_typer(rules_app, name="rules")
 recipes_app = typer.Typer(no_args_is_help=True, help="The fix recipes `dlarules fix` applies.")
 app.add_typer(recipes_app, name="recipes")
 
-TargetOpt = typer.Option("orin", "--target", "-t", help="Hardware: xavier or orin.")
+# The names are data (rules/releases.yaml: hardware, modules); tests/test_modes.py keeps these help texts in step.
+TARGETS_HELP = ("Hardware family (xavier, orin) or module: agx-xavier, xavier-nx, agx-orin, orin-nx-16, orin-nx-8, "
+                "drive-orin (orin-nano has no DLA).")
+TargetOpt = typer.Option("orin", "--target", "-t", help=TARGETS_HELP)
 TrtOpt = typer.Option(None, "--trt", help="TensorRT version (default: the hardware's default release).")
 JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --trt, e.g. 5.1.1.")
 PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive.")
-PrecisionOpt = typer.Option(None, "--precision", help="fp16 (default) or int8 (as trtexec --int8: layers DLA runs "
-                                                       "only in FP16, such as Slice and SoftMax, fall back).")
+PrecisionOpt = typer.Option(None, "--precision", help="Build mode: fp16 (default, trtexec --fp16), int8 (--int8: "
+                                                       "a layer DLA runs only in FP16 goes to the GPU), int8+fp16 "
+                                                       "(--int8 --fp16: it runs in FP16 on DLA), best (--best, as "
+                                                       "int8+fp16 on DLA), strongly-typed (the graph's tensor types "
+                                                       "decide; the only mode on TensorRT 11).")
+DlaCoreOpt = typer.Option(None, "--dla-core", help="DLA core to build for (trtexec --useDLACore); must exist on the "
+                                                   "--target module.")
 RulesOpt = typer.Option(None, "--rules", help="Extra rule directory layered on the packaged DB (repeatable).")
 ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1x3x640x640, or 1x3x640x640 for a "
                                                      "model with one input (repeatable, or trtexec's comma list "
@@ -60,23 +68,32 @@ def _check_format(fmt: str) -> None:
 
 
 def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional[str], jetpack: Optional[str],
-            platform: Optional[str], precision: Optional[str], input_shape: Optional[List[str]]):
+            platform: Optional[str], precision: Optional[str], input_shape: Optional[List[str]],
+            dla_core: Optional[int] = None):
     """The rule DB, the check report and the parsed --input-shape values, as check/compare/verify need them."""
     from .api import check as run_check
     from .model import parse_input_shapes
     db = _db(rules)
     shapes = parse_input_shapes(input_shape)
-    report = run_check(model, db, hardware=target, trt=trt, jetpack=jetpack, platform=platform,
-                       precision=precision, input_shapes=shapes)
+    # the target first: a bad --target/--precision/--dla-core is reported before the model is read
+    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
+    report = run_check(model, db, target=t, input_shapes=shapes)
     return db, report, shapes
 
 
-def _write(text: str, output: Optional[Path]) -> None:
+def _vet(output: Optional[Path], inputs: list, what: str) -> None:
+    """Refuse a bad -o before the work (atomic.vet_output: not an input, not a directory/FIFO, folder writable)."""
+    if output is not None:
+        from .atomic import vet_output
+        vet_output(output, inputs, what)
+
+
+def _write(text: str, output: Optional[Path], inputs: Optional[list] = None, what: str = "report") -> None:
     if output is None:
         sys.stdout.write(text)
         return
     from .atomic import write_text_atomic
-    write_text_atomic(output, text)
+    write_text_atomic(output, text, inputs or [], what)
 
 
 @app.command()
@@ -85,6 +102,7 @@ def check(
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    dla_core: Optional[int] = DlaCoreOpt,
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     show_all: bool = typer.Option(False, "--all", help="List every node, not only the fallbacks."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
@@ -99,7 +117,8 @@ def check(
 
     Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input."""
     _check_format(fmt)
-    _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
+    _vet(output, [model], "report")
+    _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape, dla_core)
     if min_dla_coverage is not None and not 0 <= min_dla_coverage <= 100:
         raise OptionError("--min-dla-coverage", f"{min_dla_coverage:g} is not a percentage (0 to 100)")
     if max_dla_subgraphs is not None and max_dla_subgraphs < 0:
@@ -110,10 +129,10 @@ def check(
         data = report.to_dict()
         if use_gates:
             data["gates"] = failed
-        _write(json.dumps(data, indent=2) + "\n", output)
+        _write(json.dumps(data, indent=2) + "\n", output, [model])
     else:
         from .report.text import render
-        _write(render(report, show_all=show_all, gates=failed), output)
+        _write(render(report, show_all=show_all, gates=failed), output, [model])
     raise typer.Exit((1 if failed else 0) if use_gates else report.exit_code)
 
 
@@ -131,11 +150,12 @@ def compare(
     from .compare import compare as run_compare, render_text
     from .trtlog import read
     _check_format(fmt)
+    _vet(output, [model, log], "comparison")
     observed = read(log)
     _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
     result = run_compare(report, observed)
     text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
-    _write(text, output)
+    _write(text, output, [model, log], "comparison")
     raise typer.Exit(0 if result.agreed else 1)
 
 
@@ -148,7 +168,8 @@ def verify(
     backend: str = typer.Option("auto", "--backend", help="auto, python (TensorRT API) or trtexec."),
     trtexec: Optional[Path] = typer.Option(None, "--trtexec", help="trtexec to run (on the device with --remote)."),
     remote: Optional[str] = typer.Option(None, "--remote", help="user@jetson: build there over ssh."),
-    dla_core: int = typer.Option(0, "--dla-core", help="DLA core to build for."),
+    dla_core: int = typer.Option(0, "--dla-core", help="DLA core to build for (trtexec --useDLACore); must exist "
+                                                       "on the --target module."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Calibration data for INT8 (.npz, by input name)."),
     save_log: Optional[Path] = typer.Option(None, "--save-log", help="Keep the build log (for dlarules compare)."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds the build may take."),
@@ -162,12 +183,16 @@ def verify(
     Needs TensorRT (or trtexec) and a DLA, here or on --remote. Exit 0: full agreement; 1: disagreements."""
     from .trt import render_text, verify as run_verify
     _check_format(fmt)
-    _, report, shapes = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
+    if save_log is not None and output is not None and os.path.abspath(save_log) == os.path.abspath(output):
+        raise OptionError("--save-log", f"{save_log} is also the -o report; give them different files")
+    _vet(output, [model, inputs, save_log], "report")
+    _vet(save_log, [model, inputs, output], "build log")
+    _, report, shapes = _report(model, rules, target, trt, jetpack, platform, precision, input_shape, dla_core)
     result = run_verify(model, report, backend=backend, dla_core=dla_core, input_shapes=shapes, inputs=inputs,
                         trtexec=trtexec, remote=remote, extra_args=tuple(trtexec_arg or ()), timeout=timeout,
                         save_log=save_log)
     text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
-    _write(text, output)
+    _write(text, output, [model, inputs, save_log])
     raise typer.Exit(result.exit_code)
 
 
@@ -177,6 +202,7 @@ def fix(
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    dla_core: Optional[int] = DlaCoreOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: MODEL.dla.onnx)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output; write even if the proof fails."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
@@ -199,16 +225,22 @@ def fix(
     from .report.fixtext import render_fix
     _check_format(fmt)
     db = _db(rules)
-    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision)
+    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
     out = output or default_output(model)
-    if not dry_run and out.exists() and not force:
-        raise DlarulesError(out, "already exists; pass --force to replace it")
-    if not dry_run:
-        from .atomic import check_folder
-        check_folder(out)   # before the work, not after it
-    result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
-                     only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
-                     allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol, atol=atol)
+    if not dry_run:   # before the work, not after it; --force may replace the model itself (it is read first)
+        _vet(out, [inputs] if force else [model, inputs], "model")
+        if out.exists() and not force:
+            raise DlarulesError(out, "already exists; pass --force to replace it")
+    try:
+        result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
+                         only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
+                         allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol,
+                         atol=atol)
+    except DlarulesError as exc:
+        # fix checks the model it loaded as a ModelProto: an error about "<ModelProto ...>" is about MODEL
+        if exc.source is None or str(exc.source).startswith("<"):
+            raise DlarulesError(model, exc.problem) from None
+        raise
     failed = result.proof is not None and not result.proof.passed
     written = None
     if not dry_run and result.changes and (not failed or force):
@@ -277,7 +309,7 @@ def rules_validate(
 
 @rules_app.command("diff")
 def rules_diff(
-    target: str = typer.Option(..., "--target", "-t", help="Hardware: xavier or orin."),
+    target: str = typer.Option(..., "--target", "-t", help=TARGETS_HELP),
     old: str = typer.Option(..., "--from", help="TensorRT release to compare from."),
     new: str = typer.Option(..., "--to", help="TensorRT release to compare to."),
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
@@ -312,7 +344,7 @@ def rules_export(
     t = db.target(target, trt, platform=platform, precision=precision) if target else None
     if trt and not target:
         raise DlarulesError("--trt", "give --target too, a release is selected per hardware")
-    _write(json.dumps(export(db, t), indent=2, default=str) + "\n", output)
+    _write(json.dumps(export(db, t), indent=2, default=str) + "\n", output, list(rules or []), "export")
 
 
 @rules_app.command("docs")
@@ -417,14 +449,14 @@ def main() -> None:
         if callable(fmt):
             message = fmt()
             if message:   # an empty one follows the help text printed for a bare `dlarules`
-                typer.echo(f"dlarules: error: {message}", err=True)
+                typer.echo(f"dlarules: error: {clip(message, MAX_LINE)}", err=True)
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
         if os.environ.get("DLARULES_DEBUG"):
             raise
-        typer.echo(f"dlarules: internal error: {type(exc).__name__}: {exc} (set DLARULES_DEBUG=1 for a traceback)",
-                   err=True)
+        typer.echo(f"dlarules: internal error: {type(exc).__name__}: {clip(exc, 160)} (set DLARULES_DEBUG=1 for a "
+                   f"traceback)", err=True)
         sys.exit(3)
 
 

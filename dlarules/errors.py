@@ -13,7 +13,25 @@ class DlarulesError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        return f"{self.source}: {self.problem}" if self.source else self.problem
+        """One line of at most MAX_LINE characters, whatever the message quotes (a 5,000-character option value,
+        a path or a list of input names): the source is shortened in the middle (a path's file name stays), the
+        problem at its end."""
+        source = _middle(self.source, MAX_SOURCE) if self.source else ""
+        text = f"{source}: {self.problem}" if source else str(self.problem)
+        return clip(text, MAX_LINE)
+
+
+# `dlarules: error: ` (17 characters) + the line stays within the 300 characters every error line promises.
+MAX_LINE = 280
+MAX_SOURCE = 120
+
+
+def _middle(text: str, limit: int) -> str:
+    s = " ".join(str(text).split())
+    if len(s) <= limit:
+        return s
+    half = (limit - 3) // 2
+    return s[:half] + "..." + s[len(s) - (limit - 3 - half):]
 
 
 class ModelError(DlarulesError):

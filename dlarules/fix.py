@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -21,7 +21,7 @@ from onnx_graphsurgeon.logger import G_LOGGER
 
 from . import splice
 from .api import Report, check
-from .errors import DlarulesError, OptionError, first_line
+from .errors import DlarulesError, OptionError, clip, first_line
 from .model import resolve_input_shapes
 from .recipes.base import Change, Context
 from .recipes.catalog import RECIPES as CATALOG
@@ -72,7 +72,7 @@ class FixResult:
         return {"model": self.source, "target": {"hardware": self.after.target.hardware,
                                                  "tensorrt": self.after.target.trt,
                                                  "platform": self.after.target.platform,
-                                                 "precision": self.after.target.precision},
+                                                 "precision": self.after.target.mode_name},
                 "changes": [c.to_dict() for c in self.changes],
                 "skipped": [s.to_dict() for s in self.skipped], "reverted": [s.to_dict() for s in self.reverted],
                 "before": placement(self.before), "after": placement(self.after),
@@ -209,7 +209,11 @@ class _Fixer:
             self.time["rewrite"] += time.perf_counter() - t
             return False
         lt = time.perf_counter()
-        local_report = self._check(trial[1], "local_checks")
+        try:
+            local_report = self._check(trial[1], "local_checks")
+        except DlarulesError as exc:
+            self.time["rewrite"] += time.perf_counter() - t
+            return self._unloadable(model, report, plan, trial[0], exc)
         self.time["rewrite"] -= time.perf_counter() - lt   # counted as a check, not as rewriting
         gpu_then, gpu_now = _gpu_per_node(report), _gpu_per_node(local_report)
         rules_now, rules_then = _rules_per_node(local_report), _rules_per_node(report)
@@ -234,6 +238,22 @@ class _Fixer:
             self.changes += [c for _, c in applied]
         self.time["rewrite"] += time.perf_counter() - t
         return bool(keep)
+
+    def _unloadable(self, model: onnx.ModelProto, report: Report, plan: dict[str, list[tuple[str, list[str]]]],
+                    applied: list[tuple[str, Change]], exc: DlarulesError) -> bool:
+        """The rewritten neighbourhood does not load (a recipe made a graph this model's opset or shapes do not
+        allow): a defect of the rewrite, not of the user's model. Halve the plan to find the nodes whose rewrite
+        does it; those are reported as not kept, the others are tried as usual."""
+        if len(plan) > 1:
+            items = list(plan.items())
+            half = len(items) // 2
+            # the second half only when the first changed nothing (the report still describes the model)
+            return self._round(model, report, dict(items[:half])) or self._round(model, report, dict(items[half:]))
+        why = f"the rewritten graph does not load ({clip(exc.problem, 120)})"
+        for _, c in applied:
+            self.decided[(c.recipe, c.node)] = why
+            self.reverted.append(Skipped(c.recipe, c.node, why))
+        return False
 
     def _apply_local(self, local: onnx.ModelProto, plan: Mapping[str, list[tuple[str, list[str]]]],
                      shapes: Mapping[str, tuple], dtypes: Mapping[str, str], reserved: set[str],
@@ -318,7 +338,11 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     excluded = set(exclude) if exclude is not None else None
     fixer = _Fixer(db, target, input_shapes, allowed, excluded, allow_approx)
     stripped, first = _strip_qdq(model, db, target, input_shapes, allowed, excluded, allow_approx)
+    requant = None
     if stripped is not None:
+        from .recipes import qdq
+        # taken before the per-layer rounds rewrite the float model in place
+        requant = qdq.requantized(stripped) if verify else None
         model = stripped.model
     before, model, after = fixer.run(model)
     before = first or before
@@ -349,6 +373,12 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
             rtol, atol = 0.0, qdq.tolerance(stripped)
         result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
                              source=str(source), feeds=feeds)
+        if requant is not None:
+            # the float model with its recorded quantizers put back computes exactly what the Q/DQ model does
+            exact = prove(original, requant, input_shapes=input_shapes, inputs=inputs, rtol=0.0, atol=0.0,
+                          source=str(source), feeds=feeds)
+            result.proof.outputs += [replace(o, name=f"{o.name} (float model + its recorded quantizers: exact)")
+                                     for o in exact.outputs]
         result.timings["proof"] = time.perf_counter() - t
     return result
 
@@ -375,8 +405,6 @@ def _qdq_change(stripped: Any) -> Change:
     from .recipes import qdq
     return Change(qdq.NAME, "<model>", qdq.describe(stripped), exact=False, removed_nodes=list(stripped.removed),
                   added_nodes=list(stripped.relus), cures=["QDQ-EXPLICIT"])
-
-
 
 
 def _pin_inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> None:
@@ -421,7 +449,7 @@ def write(result: FixResult, output: str | os.PathLike[str], *, force: bool = Fa
     for p in extra.values():
         if p.exists() and not force:
             raise DlarulesError(p, "already exists; pass --force to replace it")
-    save_model_atomic(model, out, external=big)
+    save_model_atomic(model, out, external=big, inputs=[] if force else [src])
     from .atomic import write_text_atomic
     for suffix, p in extra.items():
         write_text_atomic(p, result.artifacts[suffix])

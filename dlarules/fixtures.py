@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
+from .errors import clip
+
 DEFAULT_INPUT = {"x": [1, 8, 16, 16]}
 _DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int64": TensorProto.INT64,
            "int32": TensorProto.INT32, "bool": TensorProto.BOOL, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8}
@@ -26,6 +28,11 @@ _NP = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32":
 
 class FixtureError(ValueError):
     pass
+
+
+# A fixture is a tiny model: a tensor it spells out (initializer, Constant value) is refused over this many
+# elements instead of being built (a [32768, 32768] initializer would take 4 GiB).
+MAX_FIXTURE_ELEMENTS = 1 << 20
 
 
 def _attr(v: Any) -> Any:
@@ -40,6 +47,12 @@ def _array(spec: Mapping[str, Any]) -> np.ndarray:
     if dtype not in _NP:
         raise FixtureError(f"unknown dtype {dtype!r}")
     shape = [int(d) for d in spec.get("shape", [])]
+    total = 1
+    for d in shape:
+        total *= max(d, 0)
+    if total > MAX_FIXTURE_ELEMENTS:
+        raise FixtureError(f"a tensor of shape {shape!s:.60} holds {total:,} elements, over the fixture limit of "
+                           f"{MAX_FIXTURE_ELEMENTS:,}")
     value = spec.get("value", 0.1 if dtype.startswith("float") else 0)
     if isinstance(value, list):
         return np.asarray(value, dtype=_NP[dtype]).reshape(shape)
@@ -102,7 +115,7 @@ def default_target(db: Any, rule: Any, fixture: Mapping[str, Any]) -> Any:
     t = dict(fixture.get("target") or {})
     hw = t.get("hardware") or rule.hardware[0]
     platform = t.get("platform") or rule.platforms[0]
-    precision = t.get("precision") or rule.precisions[0]
+    precision = t.get("precision") or db.mode_for_precision(rule.precisions[0])
     trt = t.get("trt")
     if trt is None:
         default = str(db.hardware[hw].get("default_tensorrt"))
@@ -135,7 +148,7 @@ def fixture_problems(db: Any) -> list[Any]:
             try:
                 fired, _ = run(db, rule, fx)
             except Exception as exc:  # a broken fixture is a problem to report, not a crash
-                problems.append(Problem(rule.file, rule.line, rule.id, f"fixture {k}: cannot be checked: {exc}"))
+                problems.append(Problem(rule.file, rule.line, rule.id, f"fixture {k}: cannot be checked: {clip(exc, 160)}"))
                 continue
             if fired != (fx.get("expect") == "violate"):
                 what = "does not fire on" if fx.get("expect") == "violate" else "fires on"

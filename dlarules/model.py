@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, shape_inference
 
-from .errors import ModelError, OptionError, clip, first_line
+from .errors import DlarulesError, ModelError, OptionError, clip, first_line
 from . import folding
 
 _DTYPE_NAMES = {
@@ -135,15 +135,44 @@ def parse_input_shapes(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]
         if not sep:
             dims = str(spec)  # DIMS alone: the model's only input (resolved in resolve_input_shapes)
         if sep and not name or not re.fullmatch(r"\d+(x\d+)*", dims.strip()):
-            raise OptionError("--input-shape", f"{spec!r} is not NAME:DIMS or DIMS, such as images:1x3x640x640")
-        shape = tuple(int(d) for d in dims.strip().split("x"))
-        if any(d <= 0 for d in shape):
-            raise OptionError("--input-shape", f"{spec!r}: every dimension must be a positive integer")
+            raise OptionError("--input-shape", f"{_quote(spec)} is not NAME:DIMS or DIMS, such as images:1x3x640x640")
+        shape = _bounded_dims(spec, dims.strip())
         if not name and (out or len(items) > 1):
-            raise OptionError("--input-shape", f"{spec!r} has no input name; give NAME:DIMS for each input of a "
-                                               f"model with several")
+            raise OptionError("--input-shape", f"{_quote(spec)} has no input name; give NAME:DIMS for each input of "
+                                               f"a model with several")
         out[name] = shape
     return out
+
+
+# What --input-shape accepts: TensorRT dims are int32 (each <= 2^31-1), and a tensor's element count must fit
+# int64 for shape inference; the proof's own, much smaller, budget is prove.MAX_PROOF_ELEMENTS.
+MAX_DIM = 2**31 - 1
+MAX_RANK = 16
+MAX_ELEMENTS = 2**63 - 1
+
+
+def _quote(spec: object) -> str:
+    return repr(clip(spec, 60))
+
+
+def _bounded_dims(spec: object, dims: str) -> tuple[int, ...]:
+    parts = dims.split("x")
+    if len(parts) > MAX_RANK:
+        raise OptionError("--input-shape", f"{_quote(spec)}: {len(parts)} dims, over the rank limit of {MAX_RANK}")
+    shape = []
+    for d in parts:
+        # the length first: int() of thousands of digits is slow, then refused by Python itself
+        v = int(d) if len(d) <= 12 else MAX_DIM + 1
+        if v <= 0 or v > MAX_DIM:
+            raise OptionError("--input-shape", f"{_quote(spec)}: every dimension must be a positive integer "
+                                               f"of at most {MAX_DIM} (got {clip(d, 20)})")
+        shape.append(v)
+    total = 1
+    for v in shape:
+        total *= v
+    if total > MAX_ELEMENTS:
+        raise OptionError("--input-shape", f"{_quote(spec)}: {total:.3g} elements, over the int64 limit")
+    return tuple(shape)
 
 
 def resolve_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[int, ...]] | None,
@@ -162,33 +191,58 @@ def resolve_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[i
 
 
 def read_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """Parse an ONNX file without reading external weights; every failure is a one-line ModelError."""
+    """Parse an ONNX file without reading external weights; every failure is a one-line ModelError.
+    The file goes through readers.read_bytes: a regular file of at most readers.MAX_MODEL_BYTES (a FIFO or a
+    4.5 GB file is refused before anything is read)."""
+    from . import readers
     p = Path(path)
-    if not p.exists():
-        raise ModelError(p, "no such file")
-    if p.is_dir():
-        raise ModelError(p, "is a directory, not an ONNX file")
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        data = readers.read_bytes(p, "an ONNX model", readers.MAX_MODEL_BYTES,
+                                  " (keep large weights as external data, or set DLARULES_MAX_MODEL_MB)")
+    except DlarulesError as exc:
+        raise ModelError(exc.source, exc.problem) from None
+    try:
+        model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise ModelError(p, f"not a readable ONNX model ({first_line(exc)}); is the file truncated or not ONNX?") \
             from None
+    finally:
+        del data
     if not model.opset_import or not model.HasField("graph") or not model.graph.node and not model.graph.output:
         raise ModelError(p, "not an ONNX model (no graph or opset found); is the file truncated or not ONNX?")
+    check_text(model, p)
     _check_external_data(model, p.parent, p)
     return model
 
 
+def check_text(model: onnx.ModelProto, source: object) -> None:
+    """Names and op types must be UTF-8 text: protobuf hands back bytes for a corrupt string, which would end up
+    in reports (JSON cannot hold bytes) and in rewritten models."""
+    g = model.graph
+    where: list[tuple[str, Any]] = [("graph input", v.name) for v in g.input] + \
+        [("graph output", v.name) for v in g.output] + [("value_info", v.name) for v in g.value_info] + \
+        [("initializer", i.name) for i in g.initializer]
+    for k, n in enumerate(g.node):
+        where += [(f"node {k} name", n.name), (f"node {k} op_type", n.op_type), (f"node {k} domain", n.domain)]
+        where += [(f"node {k} input", x) for x in n.input] + [(f"node {k} output", x) for x in n.output]
+    for what, text in where:
+        if text.__class__ is not str:
+            raise ModelError(source, f"{what} {clip(repr(text), 60)} is not valid UTF-8 text; the file is corrupt")
+
+
 def _check_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
+    from .readers import is_regular
     for init in model.graph.initializer:
         if init.data_location != TensorProto.EXTERNAL:
             continue
         loc = next((e.value for e in init.external_data if e.key == "location"), None)
-        if not loc:
-            raise ModelError(path, f"initializer {init.name!r} has external data without a location")
-        f = base / loc
-        if not f.is_file():
-            raise ModelError(path, f"external data file {loc!r} (for initializer {init.name!r}) is missing next to the model")
+        name = clip(repr(init.name), 60)
+        if not loc or loc.__class__ is not str:
+            raise ModelError(path, f"initializer {name} has external data without a (text) location")
+        # is_regular: no exception for a name over the file system's limit, a NUL byte or a FIFO
+        if not is_regular(base / loc):
+            raise ModelError(path, f"external data file {clip(repr(loc), 60)} (for initializer {name}) is missing "
+                                   f"next to the model or not a regular file")
 
 
 @dataclass(slots=True)
@@ -276,15 +330,15 @@ def _apply_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[in
     for name, shape in resolve_input_shapes(model, overrides, path).items():
         vi = by_name.get(name)
         if vi is None:
-            known = ", ".join(sorted(by_name)) or "none"
-            raise OptionError("--input-shape", f"the model has no input {name!r} (inputs: {known})")
+            known = clip(", ".join(sorted(by_name)) or "none", 100)
+            raise OptionError("--input-shape", f"the model has no input {_quote(name)} (inputs: {known})")
         tt = vi.type.tensor_type
         old = [d for d in tt.shape.dim]
         if old and len(old) != len(shape):
-            raise OptionError("--input-shape", f"input {name!r} has rank {len(old)}, got {len(shape)} dims")
+            raise OptionError("--input-shape", f"input {_quote(name)} has rank {len(old)}, got {len(shape)} dims")
         for d, want in zip(old, shape):
             if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != want:
-                raise OptionError("--input-shape", f"input {name!r} has a fixed dim {d.dim_value}, got {want}")
+                raise OptionError("--input-shape", f"input {_quote(name)} has a fixed dim {d.dim_value}, got {want}")
         tt.shape.ClearField("dim")
         for want in shape:
             tt.shape.dim.add().dim_value = want
@@ -366,8 +420,12 @@ def load_graph(
     if not allow_dynamic:
         dyn = dynamic_inputs(graph)
         if dyn:
-            desc = ", ".join(f"{n} ({format_shape(graph.tensors[n].shape)})" for n in dyn)
-            example = " ".join(f"--input-shape {n}:{_example_dims(graph.tensors[n].shape)}" for n in dyn)
+            # a few inputs, names cut short: the message stays one readable line for any model
+            more = f" and {len(dyn) - 3} more" if len(dyn) > 3 else ""
+            desc = ", ".join(f"{clip(n, 40)} ({clip(format_shape(graph.tensors[n].shape), 40)})"
+                             for n in dyn[:3]) + more
+            example = " ".join(f"--input-shape {clip(n, 40)}:{_example_dims(graph.tensors[n].shape)}"
+                               for n in dyn[:3]) + (" ..." if more else "")
             raise ModelError(path or "<model>", f"dynamic input shape: {desc}; DLA needs static shapes, "
                              f"fix them with {example}")
     _finish(graph, model)

@@ -10,7 +10,12 @@ from typing import Any, Mapping
 import numpy as np
 import onnx
 
-from .errors import DlarulesError, first_line
+from .errors import DlarulesError, clip, first_line
+
+# The proof holds every input in memory (and onnxruntime the activations of both models): inputs over this many
+# elements in all are refused with one line instead of being drawn (64x3x2048x2048 would take 11 GiB).
+MAX_PROOF_ELEMENTS = 1 << 25     # 33,554,432 elements: 128 MiB of float32
+MAX_PROOF_BYTES = 1 << 28        # what the arrays of an --inputs .npz may hold, uncompressed (256 MiB)
 
 _NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64,
        onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT8: np.int8,
@@ -45,18 +50,39 @@ class Proof:
                 "outputs": [o.to_dict() for o in self.outputs]}
 
 
+def _read_npz(npz: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The arrays of an --inputs .npz: a regular file, arrays of numbers, within MAX_PROOF_BYTES uncompressed
+    (checked from the archive's directory before anything is decompressed)."""
+    import zipfile
+    from .readers import MAX_NPZ_BYTES, vet_input
+    vet_input(npz, "an .npz file of inputs", MAX_NPZ_BYTES)
+    try:
+        with zipfile.ZipFile(npz) as z:
+            declared = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DlarulesError(npz, f"cannot read the inputs .npz: {clip(first_line(exc), 120)}") from None
+    if declared > MAX_PROOF_BYTES:
+        raise DlarulesError(npz, f"its arrays hold {declared:,} bytes, over the proof's limit of {MAX_PROOF_BYTES:,}")
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            given = {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise DlarulesError(npz, f"cannot read the inputs .npz: {clip(first_line(exc), 120)}") from None
+    for k, a in given.items():
+        if a.dtype.kind not in "biuf":
+            raise DlarulesError(npz, f"array {clip(repr(k), 60)} holds {a.dtype} values, not numbers")
+    return given
+
+
 def _inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None, seed: int,
-            npz: str | os.PathLike[str] | None) -> dict[str, np.ndarray]:
+            npz: str | os.PathLike[str] | None, source: str = "<model>") -> dict[str, np.ndarray]:
     init = {i.name for i in model.graph.initializer}
     feeds: dict[str, np.ndarray] = {}
     given: dict[str, np.ndarray] = {}
     if npz is not None:
-        try:
-            with np.load(npz) as data:
-                given = {k: data[k] for k in data.files}
-        except Exception as exc:
-            raise DlarulesError(npz, f"cannot read the inputs .npz: {exc}") from None
+        given = _read_npz(npz)
     rng = np.random.default_rng(seed)
+    total = 0
     for vi in model.graph.input:
         if vi.name in init:
             continue
@@ -66,10 +92,17 @@ def _inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None
             feeds[vi.name] = given[vi.name].astype(dtype, copy=False)
             continue
         if npz is not None:
-            raise DlarulesError(npz, f"has no array for input {vi.name!r} (it has: {', '.join(given) or 'none'})")
+            raise DlarulesError(npz, f"has no array for input {clip(repr(vi.name), 60)} (it has: "
+                                     f"{clip(', '.join(given) or 'none', 80)})")
         shape = (shapes or {}).get(vi.name) or tuple(d.dim_value for d in tt.shape.dim)
         if any(d <= 0 for d in shape):
-            raise DlarulesError("--input-shape", f"input {vi.name!r} is dynamic; give its shape to run the proof")
+            raise DlarulesError("--input-shape", f"input {clip(repr(vi.name), 60)} is dynamic; give its shape to run "
+                                                 f"the proof")
+        total += int(np.prod(shape, dtype=object))
+        if total > MAX_PROOF_ELEMENTS:
+            where = "--input-shape" if shapes and vi.name in shapes else source
+            raise DlarulesError(where, f"the proof's random inputs would hold {total:,} elements, over its limit of "
+                                       f"{MAX_PROOF_ELEMENTS:,}; give a smaller shape, real --inputs, or --no-verify")
         if np.issubdtype(dtype, np.floating):
             feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype == np.bool_:
@@ -81,6 +114,9 @@ def _inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None
 
 def _session(model: onnx.ModelProto, where: str) -> Any:
     import onnxruntime as ort
+    # ORT's default logger (not the session's) prints some warnings while building a session, e.g. a deprecated
+    # Resize attribute: errors only, so stderr carries nothing but our one line
+    ort.set_default_logger_severity(3)
     opts = ort.SessionOptions()
     opts.log_severity_level = 4   # fatal only: a failing run is reported as one line of ours, not ORT's log
     # The proof compares the graphs as written, not what ORT's optimizer makes of them.
@@ -108,7 +144,7 @@ def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes
           source: str = "<model>", feeds: Mapping[str, np.ndarray] | None = None) -> Proof:
     """`feeds`: inputs a recipe chose (inside a Q/DQ model's input ranges) instead of seeded random ones."""
     chosen = feeds is not None
-    feeds = dict(feeds) if chosen else _inputs(original, input_shapes, seed, inputs)
+    feeds = dict(feeds) if chosen else _inputs(original, input_shapes, seed, inputs, source)
     given = str(inputs) if inputs is not None else None
     want = run(original, feeds, source, given)
     got = run(rewritten, feeds, f"{source} (rewritten)", given)
@@ -126,8 +162,8 @@ def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes
 def npz_path(p: str | os.PathLike[str] | None) -> str | None:
     if p is None:
         return None
-    if not Path(p).is_file():
-        raise DlarulesError(p, "no such file")
+    from .readers import MAX_NPZ_BYTES, vet_input
+    vet_input(p, "an .npz file of inputs", MAX_NPZ_BYTES)   # before the work: no such file, a FIFO, too big
     return str(p)
 
 

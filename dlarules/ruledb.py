@@ -16,7 +16,7 @@ import json
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -24,14 +24,14 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from . import __version__
-from .errors import OptionError, RulesError
+from .errors import DlarulesError, OptionError, RulesError, clip, first_line
 from .layers import KINDS
 from .matcher import ConditionError, Pred, check_template, compile_condition
 from .versions import VersionRange, compare, parse_range, parse_version
 
-HARDWARE_ALIASES = {"xavier": "xavier", "agx-xavier": "xavier", "xavier-nx": "xavier", "orin": "orin",
-                    "agx-orin": "orin", "orin-nx": "orin", "orin-nano": "orin"}
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8")            # a rule's `precision` scope when it names none
+LAYER_PRECISIONS = ("fp16", "int8", "fp32")  # what a layer may be evaluated in (fp32: strongly typed float32)
+GRAPH = "graph"                          # a mode whose layer precisions come from the graph's tensor types
 CONFIDENCE = ("documented", "observed", "unverified")
 RELEASES_FILE = "releases.yaml"
 
@@ -124,17 +124,68 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Mode:
+    """A build mode (--precision): its trtexec/builder flags and the precisions a layer may run in on DLA, in
+    the order TensorRT tries them (`from_graph`: the graph's tensor types decide, one precision per layer)."""
+
+    name: str
+    title: str
+    trtexec: tuple[str, ...]
+    builder_flags: tuple[str, ...] = ()
+    network_flags: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ("fp16",)
+    from_graph: bool = False
+    tensorrt: VersionRange = field(default_factory=lambda: parse_range("*"))
+    note: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Module:
+    """A Jetson / DRIVE module: the hardware family whose rules it uses and its DLA cores."""
+
+    name: str
+    title: str
+    hardware: str
+    dla_cores: int
+    platform: str | None = None
+    default_tensorrt: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
-    """What the user builds for: hardware, TensorRT version, platform, precision."""
+    """What the user builds for: hardware, TensorRT version, platform, build mode, module.
+    `precision` is what the rules' `precision` field sees: during a check, the precision being tried for a
+    layer (the checker makes one Target per precision); `mode` is the build mode the user asked for."""
 
     hardware: str
     trt: str
     release: Release
     platform: str = "jetson"
     precision: str = "fp16"
+    mode: Mode | None = None
+    module: Module | None = None
+    dla_cores: int = 2
+    dla_core: int | None = None
+
+    @property
+    def mode_name(self) -> str:
+        return self.mode.name if self.mode is not None else self.precision
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The precisions a layer may run in on DLA, in order (empty for a strongly typed mode)."""
+        if self.mode is None:
+            return (self.precision,)
+        return () if self.mode.from_graph else self.mode.precisions
+
+    @property
+    def hardware_text(self) -> str:
+        return f"{self.module.name} ({self.hardware})" if self.module is not None else self.hardware
 
     def __str__(self) -> str:
-        return f"{self.hardware} / TensorRT {self.trt} / {self.platform} / {self.precision}"
+        return f"{self.hardware_text} / TensorRT {self.trt} / {self.platform} / {self.mode_name}"
 
 
 @dataclass
@@ -150,11 +201,33 @@ class Problem:
 
 @dataclass
 class RuleSet:
-    """The rules that hold for one target, indexed by layer kind for an O(layers) walk."""
+    """The rules that hold for one target, indexed by layer kind for an O(layers) walk. `rules` hold for
+    `target.precision`; `for_precision` gives the set for another precision of the build mode (selected once)."""
 
     target: Target
     rules: list[Rule]
     _by_kind: dict[str, list[Rule]] = field(default_factory=dict)
+    _all: list[Rule] | None = None                     # every rule of the DB, to select other precisions
+    _children: dict[str, "RuleSet"] = field(default_factory=dict)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return self.target.chain
+
+    @property
+    def from_graph(self) -> bool:
+        return self.target.mode is not None and self.target.mode.from_graph
+
+    def for_precision(self, precision: str) -> "RuleSet":
+        if precision == self.target.precision:
+            return self
+        got = self._children.get(precision)
+        if got is None:
+            t = replace(self.target, precision=precision)
+            rules = [r for r in (self._all if self._all is not None else self.rules)
+                     if r.applies(t.hardware, t.trt, t.platform, precision)]
+            got = self._children[precision] = RuleSet(t, rules)
+        return got
 
     def for_kind(self, kind: str) -> list[Rule]:
         got = self._by_kind.get(kind)
@@ -179,12 +252,16 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
 
 
 def _read_yaml(path: Path) -> Any:
+    # readers.load_yaml: a regular file (a FIFO would block), within the size and alias-expansion budgets, UTF-8
+    from .readers import load_yaml
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesError(path, f"cannot read: {exc.strerror}") from None
-    try:
-        return yaml.load(text, Loader=_LineLoader)
+        return load_yaml(path, _LineLoader)
+    except RulesError:
+        raise
+    except DlarulesError as exc:
+        raise RulesError(exc.source, exc.problem) from None
+    except RecursionError:
+        raise RulesError(path, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -252,8 +329,8 @@ class RawDB:
 
 
 def _rule_files(d: Path) -> list[Path]:
-    if d.is_file():
-        return [d]
+    if not d.is_dir():
+        return [d]   # a file (or a FIFO, a device): _read_yaml says what is wrong with it
     return sorted(p for p in d.glob("*.yaml") if p.name != RELEASES_FILE)
 
 
@@ -413,10 +490,20 @@ class RuleDB:
             recipes = RECIPES
         self._recipes = set(recipes)
         self.releases: list[Release] = self._releases(raw.releases)
+        self.modes: list[Mode] = self._modes(raw.meta.get("modes") or [])
+        self.modules: dict[str, Module] = {}
+        self.ambiguous_modules: dict[str, list[str]] = {}
+        self._modules(raw.meta.get("modules") or {})
         self.jetpack: dict[str, dict] = {str(k): v for k, v in raw.jetpack.items()}
         self.rules: list[Rule] = []
         for r in raw.rules:
-            rule = self._compile(r)
+            try:
+                rule = self._compile(r)
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                # a field of the wrong type (the schema problem says which): a problem to list, not a crash
+                self.problems.append(Problem(str(r.get("__file__", "?")), int(r.get("__line__", 1) or 1),
+                                             str(r.get("id", "")), f"cannot compile the rule: {first_line(exc)}"))
+                continue
             if rule is not None:
                 self.rules.append(rule)
         self.problems += self._check_overlaps()
@@ -455,6 +542,43 @@ class RuleDB:
                                              f"release {r.get('version')!r}: {exc}"))
         out.sort(key=lambda rel: parse_version(rel.version))
         return out
+
+    def _modes(self, raw: list[dict]) -> list[Mode]:
+        out = []
+        for m in raw:
+            try:
+                prec = m.get("precisions")
+                src = m.get("source") or {}
+                out.append(Mode(str(m["mode"]), str(m.get("title", m["mode"])), tuple(m.get("trtexec") or ()),
+                                tuple(m.get("builder_flags") or ()), tuple(m.get("network_flags") or ()),
+                                () if prec == GRAPH else tuple(prec or ("fp16",)), prec == GRAPH,
+                                parse_range(str(m.get("tensorrt", "*"))), str(m.get("note", "")),
+                                " ".join(str(src[k]) for k in ("doc", "url") if src.get(k))))
+            except (KeyError, ValueError, TypeError) as exc:
+                self.problems.append(Problem(RELEASES_FILE, 1, "", f"mode {m.get('mode')!r}: {exc}"))
+        for i, a in enumerate(out):
+            for b in out[i + 1:]:
+                if a.name == b.name and any(a.tensorrt.contains(r.version) and b.tensorrt.contains(r.version)
+                                            for r in self.releases):
+                    self.problems.append(Problem(RELEASES_FILE, 1, "", f"mode {a.name!r}: entries overlap "
+                                                                       "(give them disjoint tensorrt ranges)"))
+        return out
+
+    def _modules(self, raw: dict[str, dict]) -> None:
+        for name, m in raw.items():
+            hw = str(m.get("hardware", ""))
+            if hw not in self.hardware:
+                self.problems.append(Problem(RELEASES_FILE, 1, "", f"module {name!r}: unknown hardware {hw!r}"))
+                continue
+            if m.get("choose"):
+                self.ambiguous_modules[str(name)] = [str(c) for c in m["choose"]]
+                continue
+            self.modules[str(name)] = Module(str(name), str(m.get("title", name)), hw, int(m.get("dla_cores", 2)),
+                                             m.get("platform"), m.get("default_tensorrt"), str(m.get("source", "")))
+        for name, picks in self.ambiguous_modules.items():
+            for c in picks:
+                if c not in self.modules:
+                    self.problems.append(Problem(RELEASES_FILE, 1, "", f"module {name!r}: unknown module {c!r}"))
 
     def _compile(self, r: dict) -> Rule | None:
         rid, file, line = r.get("id", ""), r.get("__file__", "?"), r.get("__line__", 1)
@@ -533,18 +657,79 @@ class RuleDB:
         return problems
 
     # -- queries
+    @property
+    def target_names(self) -> list[str]:
+        """What --target accepts: the hardware families, then the modules."""
+        return [*self.hardware, *self.modules, *self.ambiguous_modules]
+
+    def resolve_module(self, name: str) -> tuple[str, Module | None]:
+        """--target NAME -> (hardware family, module or None for a family name). A module without DLA, or an
+        ambiguous name, is an error."""
+        n = name.lower()
+        if n in self.hardware:
+            return n, None
+        if n in self.ambiguous_modules:
+            picks = [self.modules[c] for c in self.ambiguous_modules[n] if c in self.modules]
+            raise OptionError("--target", f"{name!r} is ambiguous: " + " or ".join(
+                f"{m.name} ({m.title}, {m.dla_cores} DLA core{'s' if m.dla_cores != 1 else ''})" for m in picks)
+                + "; pick one")
+        mod = self.modules.get(n)
+        if mod is None:
+            raise OptionError("--target", f"unknown hardware {name!r} (families and modules: {', '.join(self.target_names)})")
+        if mod.dla_cores == 0:
+            with_dla = ", ".join(m.name for m in self.modules.values() if m.hardware == mod.hardware and m.dla_cores)
+            raise OptionError("--target", f"{mod.name}: {mod.title} has no DLA cores, so TensorRT runs the whole "
+                                          f"network on its GPU (modules with DLA: {with_dla})")
+        return mod.hardware, mod
+
     def resolve_hardware(self, name: str) -> str:
-        h = HARDWARE_ALIASES.get(name.lower(), name.lower())
-        if h not in self.hardware:
-            raise OptionError("--target", f"unknown hardware {name!r} (known: {', '.join(self.hardware)})")
-        return h
+        return self.resolve_module(name)[0]
+
+    def family_dla_cores(self, hardware: str) -> int:
+        """The most DLA cores a module of this family has (2 when no module says)."""
+        return max((m.dla_cores for m in self.modules.values() if m.hardware == hardware), default=2)
+
+    def mode_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for m in self.modes:
+            seen.setdefault(m.name, None)
+        return list(seen)
+
+    def modes_for(self, trt: str) -> list[Mode]:
+        return [m for m in self.modes if m.tensorrt.contains(trt)]
+
+    def mode_for_precision(self, precision: str) -> str:
+        """The first build mode whose layers may run in `precision` (a strongly typed mode for the others)."""
+        for m in self.modes:
+            if precision in m.precisions:
+                return m.name
+        return next((m.name for m in self.modes if m.from_graph), precision)
+
+    def _mode(self, name: str | None, trt: str) -> Mode | None:
+        """The build mode for --precision NAME on this release; the release's first mode when NAME is None and
+        the default does not exist there. None when the DB defines no modes (an old layered DB)."""
+        if not self.modes:
+            return None
+        here = self.modes_for(trt)
+        want = (name or str(self.defaults.get("precision", "fp16"))).lower()
+        got = next((m for m in here if m.name == want), None)
+        if got is not None:
+            return got
+        if want not in self.mode_names():
+            raise OptionError("--precision", f"{want!r} is not a build mode (modes: {', '.join(self.mode_names())})")
+        if name is None and here:
+            return here[0]
+        there = ", ".join(m.name for m in here) or "none"
+        note = next((m.note for m in here if m.from_graph), "")   # e.g. 11.x: how to get FP16 there
+        raise OptionError("--precision", f"{want}: TensorRT {trt} has no {want} build mode (modes there: {there})"
+                                         + (f"; {note}" if note else ""))
 
     def release_for(self, trt: str, hardware: str | None = None, platform: str = "jetson") -> Release:
         """The release entry a version belongs to: '8.5.2' -> 8.5; an unknown release is an error."""
         try:
             v = parse_version(trt)
         except ValueError:
-            raise OptionError("--trt", f"{trt!r} is not a TensorRT version such as 8.6 or 10.3") from None
+            raise OptionError("--trt", f"{clip(trt, 40)!r} is not a TensorRT version such as 8.6 or 10.3") from None
         cands = [r for r in self.releases if parse_version(r.version) == v[:len(parse_version(r.version))]]
         cands.sort(key=lambda r: len(parse_version(r.version)), reverse=True)
         if not cands:
@@ -562,12 +747,21 @@ class RuleDB:
         return rel
 
     def target(self, hardware: str, trt: str | None = None, *, jetpack: str | None = None,
-               platform: str | None = None, precision: str | None = None) -> Target:
-        hw = self.resolve_hardware(hardware)
+               platform: str | None = None, precision: str | None = None, dla_core: int | None = None) -> Target:
+        hw, module = self.resolve_module(hardware)
+        if module is not None and module.platform:
+            if platform is not None and platform != module.platform:
+                raise OptionError("--platform", f"{platform}: {module.title} (--target {module.name}) is a "
+                                                f"{module.platform} platform")
+            platform = module.platform
         platform = platform or str(self.defaults.get("platform", "jetson"))
-        precision = (precision or str(self.defaults.get("precision", "fp16"))).lower()
-        if precision not in PRECISIONS:
-            raise OptionError("--precision", f"{precision!r} is not one of {', '.join(PRECISIONS)}")
+        cores = module.dla_cores if module is not None else self.family_dla_cores(hw)
+        if dla_core is not None and not 0 <= dla_core < cores:
+            what = module.title if module is not None else f"{hw} (up to {cores} DLA cores)"
+            raise OptionError("--dla-core", f"{dla_core}: {what} has DLA core" + (
+                f" 0 only" if cores == 1 else f"s 0 to {cores - 1}"))
+        if trt is None and jetpack is None and module is not None and module.default_tensorrt:
+            trt = module.default_tensorrt
         if jetpack is not None:
             jp = self.jetpack.get(str(jetpack))
             if jp is None:
@@ -580,11 +774,19 @@ class RuleDB:
             trt = str(jp["tensorrt"])
         if trt is None:
             trt = str(self.hardware[hw].get("default_tensorrt"))
-        return Target(hw, str(trt), self.release_for(str(trt), hw, platform), platform, precision)
+        release = self.release_for(str(trt), hw, platform)
+        mode = self._mode(precision, str(trt))
+        if mode is None:   # a DB without modes: the precision is the mode
+            p = (precision or str(self.defaults.get("precision", "fp16"))).lower()
+            if p not in PRECISIONS:
+                raise OptionError("--precision", f"{p!r} is not one of {', '.join(PRECISIONS)}")
+            return Target(hw, str(trt), release, platform, p, None, module, cores, dla_core)
+        first = mode.precisions[0] if mode.precisions else "fp16"
+        return Target(hw, str(trt), release, platform, first, mode, module, cores, dla_core)
 
     def select(self, target: Target) -> RuleSet:
         rules = [r for r in self.rules if r.applies(target.hardware, target.trt, target.platform, target.precision)]
-        return RuleSet(target, rules)
+        return RuleSet(target, rules, _all=self.rules)
 
     def by_id(self, rid: str) -> list[Rule]:
         return [r for r in self.rules if r.id == rid]

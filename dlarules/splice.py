@@ -109,10 +109,23 @@ def extract(ix: Index, nodes: list[onnx.NodeProto], graph: Graph) -> onnx.ModelP
 
 def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
     t = graph.tensors.get(name)
-    elem = onnx.helper.np_dtype_to_tensor_dtype(__import__("numpy").dtype(t.dtype)) if t and t.dtype and \
-        t.dtype not in ("bfloat16", "string") else onnx.TensorProto.FLOAT
+    elem = _elem_type(t.dtype) if t is not None and t.dtype else onnx.TensorProto.FLOAT
     shape = list(t.shape) if t is not None and t.shape is not None else None
     return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _elem_type(dtype: str) -> int:
+    """The ONNX element type of a Tensor.dtype name: 'float32', 'bfloat16', or 'type17' for the types numpy does
+    not have (float8 and friends keep their ONNX number)."""
+    if dtype.startswith("type") and dtype[4:].isdigit():
+        return int(dtype[4:])
+    named = {"bfloat16": onnx.TensorProto.BFLOAT16, "string": onnx.TensorProto.STRING}
+    if dtype in named:
+        return named[dtype]
+    try:
+        return onnx.helper.np_dtype_to_tensor_dtype(__import__("numpy").dtype(dtype))
+    except (TypeError, KeyError, ValueError):
+        return onnx.TensorProto.FLOAT
 
 
 def splice(model: onnx.ModelProto, before: Iterable[onnx.NodeProto], after: onnx.ModelProto) -> list[str]:

@@ -38,7 +38,7 @@ def test_input_is_never_overwritten(tmp_path):
     src = demo(tmp_path)
     before = src.read_bytes()
     r = run_cli("fix", str(src), "-o", str(src))
-    assert r.returncode == 2 and "already exists" in r.stderr
+    assert r.returncode == 2 and "is the input" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert src.read_bytes() == before
 
 

@@ -13,6 +13,20 @@ from typing import Any, Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..errors import DlarulesError
+
+# New weights a recipe builds from the model's shapes (one-hot matrices, averaging kernels, expanded operands):
+# over this many elements a recipe does not apply (its check says why) rather than materialise them. A 1x4097x2x640
+# SpaceToDepth would otherwise build a 1 GB one-hot weight (4 GiB while building it), blocksize 4 32 GiB.
+MAX_NEW_WEIGHT_ELEMENTS = 1 << 24   # 16,777,216 weights: 64 MiB of float32
+
+
+def weight_budget(elements: int, what: str) -> str | None:
+    """Why a recipe does not apply when the weights it would build are over MAX_NEW_WEIGHT_ELEMENTS, else None."""
+    if elements > MAX_NEW_WEIGHT_ELEMENTS:
+        return f"{what} would hold {elements:,} weights, over the recipe limit of {MAX_NEW_WEIGHT_ELEMENTS:,}"
+    return None
+
 
 @dataclass
 class Change:
@@ -68,6 +82,10 @@ class Context:
 
     def weight(self, base: str, value: Any) -> gs.Constant:
         """A float constant (weights, scales of arithmetic) in the activations' float type."""
+        size = int(np.prod(np.shape(value), dtype=object))
+        if size > MAX_NEW_WEIGHT_ELEMENTS:   # a recipe's check should have said so: never materialise it
+            raise DlarulesError(base, f"a rewrite would build {size:,} weights, over the recipe limit of "
+                                      f"{MAX_NEW_WEIGHT_ELEMENTS:,}")
         return self.const(base, np.asarray(value, dtype=np.float64).astype(self.float_dtype))
 
     def name(self, base: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Change, Context, Recipe, chain, constant_value, replace
+from .base import Change, Context, Recipe, chain, constant_value, replace, weight_budget
 
 
 def _scalar(ctx: Context, base: str, v: float) -> gs.Constant:
@@ -118,6 +118,9 @@ def _check_broadcast(node: gs.Node, ctx: Context) -> str | None:
     got = _broadcast_plan(node, ctx)
     if isinstance(got, str):
         return got
+    k, out, const = got
+    if const and (over := weight_budget(out[0] * out[1] * out[2] * out[3], "the expanded operand")):
+        return over
     return _check_float_input(node, ctx)
 
 

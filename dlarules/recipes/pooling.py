@@ -6,7 +6,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..lowering import cbuf_banks
-from .base import Change, Context, Recipe, chain, constant_value, factor_window, replace, str_attr
+from .base import (Change, Context, Recipe, chain, constant_value, factor_window, replace, str_attr,
+                   weight_budget)
 
 # DLA limits the recipes aim for (POOL-WINDOW, POOL-PADDING, CONV-KERNEL in rules/); the fix re-checks the result.
 POOL_WINDOW = 8
@@ -57,7 +58,7 @@ def _check_mean_hw(ctx: Context, node: gs.Node) -> str | None:
     fits_conv = h <= CONV_KERNEL and w <= CONV_KERNEL
     if not fits_conv and (not splits or "POOL-INT8-AVG" in ctx.firing):
         return f"{h}x{w} is too large for a {CONV_KERNEL}x{CONV_KERNEL} convolution and does not split into windows <= 8"
-    return None
+    return weight_budget(shape[1] * h * w, "the averaging kernel")
 
 
 def _check_global(node: gs.Node, ctx: Context) -> str | None:
@@ -106,7 +107,7 @@ def _check_avgpool(node: gs.Node, ctx: Context) -> str | None:
         return f"window {k[0]}x{k[1]} is over the {CONV_KERNEL}x{CONV_KERNEL} convolution kernel limit"
     if _nchw(ctx, node) is None or (_excludes_padding(node) and ctx.shape(node.outputs[0]) is None):
         return "needs a static 4-D NCHW input"
-    return None
+    return weight_budget(_nchw(ctx, node)[1] * k[0] * k[1], "the averaging kernel")
 
 
 def _box_convs(node: gs.Node, ctx: Context) -> tuple[list[tuple[str, list, dict]], str, int]:
@@ -288,7 +289,8 @@ def _check_exclude_pad(node: gs.Node, ctx: Context) -> str | None:
         return "auto_pad is not rewritten (explicit pads only)"
     if _nchw(ctx, node) is None or ctx.shape(node.outputs[0]) is None:
         return "needs static 4-D NCHW input and output shapes"
-    return None
+    out = ctx.shape(node.outputs[0])
+    return weight_budget(out[1] * out[2] * out[3], "the border correction") if len(out) == 4 else None
 
 
 def _excludes_padding(node: gs.Node) -> bool:

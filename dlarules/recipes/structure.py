@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Change, Context, Recipe, assign, chain, constant_value, replace, str_attr
+from .base import Change, Context, Recipe, assign, chain, constant_value, replace, str_attr, weight_budget
 
 # ---------------------------------------------------------------------------------------------- gemm-to-conv
 
@@ -148,7 +148,12 @@ def _check_block(node: gs.Node, ctx: Context) -> str | None:
     b, shape = got
     if b < 1 or b > 8:
         return f"blocksize {b} is outside 1..8 (the (de)convolution stride limit)"
-    return None
+    return weight_budget(_block_weights(node.op == "DepthToSpace", shape[1], b), "the one-hot weight")
+
+
+def _block_weights(to_space: bool, c_in: int, b: int) -> int:
+    """Elements of _block_step's one-hot weight: C_in x C_in/b^2 x b x b (depth to space), C_in*b^2 x C_in x b x b."""
+    return c_in * c_in if to_space else c_in * c_in * b ** 4
 
 
 def _one_hot(c: int, b: int, crd: bool) -> np.ndarray:
@@ -467,6 +472,10 @@ def _layout_of(chain_: tuple[gs.Node, gs.Node, gs.Node], ctx: Context) -> Layout
         return f"the tensor ({'x'.join(map(str, shape))}) is too large to verify what the chain computes"
     # Transpose without perm reverses the axes
     perm = list(mid.attrs["perm"]) if "perm" in mid.attrs else list(range(len(mid_shape)))[::-1]
+    size = int(np.prod(shape))
+    if sorted(perm) != list(range(len(mid_shape))) or int(np.prod(mid_shape)) != size or \
+            int(np.prod(out_shape)) != size:
+        return "the chain's shapes and permutation do not fit together"
     # Evaluate the chain on the element indices and compare with the layouts a (de)convolution can make.
     idx = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
     got = idx.reshape(mid_shape).transpose(perm).reshape(out_shape)
@@ -495,7 +504,9 @@ def _check_shuffle_chain(node: gs.Node, ctx: Context) -> str | None:
     layout = got[1]
     if layout[0] != "channel" and layout[1] > 8:
         return f"block {layout[1]} is over 8 (the (de)convolution stride limit)"
-    return None
+    c = ctx.shape(got[0][0].inputs[0])[1]
+    n = c * c if layout[0] == "channel" else _block_weights(layout[0] == "d2s", c, layout[1])
+    return weight_budget(n, "the 0/1 weight")
 
 
 def _apply_shuffle_chain(node: gs.Node, ctx: Context) -> Change:
@@ -554,7 +565,9 @@ def _gather_indices(node: gs.Node, ctx: Context) -> np.ndarray | str:
 
 def _check_gather(node: gs.Node, ctx: Context) -> str | None:
     got = _gather_indices(node, ctx)
-    return got if isinstance(got, str) else None
+    if isinstance(got, str):
+        return got
+    return weight_budget(len(got) * ctx.shape(node.inputs[0])[1], "the one-hot weight")
 
 
 def _apply_gather(node: gs.Node, ctx: Context) -> Change:
