@@ -53,6 +53,7 @@ class Stripped:
     removed: list[str] = field(default_factory=list)    # the Q/DQ nodes taken out
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # tensor -> the pair's [lo, hi]
     output_sources: set[str] = field(default_factory=set)   # quantized tensors that are graph outputs
+    quantizers: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # tensor -> (scale, zp, type)
 
 
 def float_to_hex(value: float) -> str:
@@ -112,9 +113,11 @@ def _bcast(v: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _dequant(x: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int) -> np.ndarray:
-    s = _bcast(scale.astype(np.float64), x, axis)
-    z = _bcast(zp.astype(np.float64), x, axis) if zp is not None else 0.0
-    return ((x.astype(np.float64) - z) * s).astype(scale.dtype if scale.dtype.kind == "f" else np.float32)
+    """DequantizeLinear as onnxruntime computes it, in the scale's float type: (x - zero_point) * scale."""
+    ft = scale.dtype if scale.dtype.kind == "f" else np.dtype(np.float32)
+    s = _bcast(scale.astype(ft), x, axis)
+    z = _bcast(zp.astype(ft), x, axis) if zp is not None else ft.type(0)
+    return ((x.astype(ft) - z) * s).astype(ft)
 
 
 def _quant(x: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, qtype: int) -> np.ndarray:
@@ -190,12 +193,14 @@ def strip(model: onnx.ModelProto) -> Stripped:
             return
         s = float(scale.reshape(()))
         z = float(zp.reshape(())) if zp is not None else 0.0
-        qmin, qmax = _QRANGE.get(_qtype(n, consts, g), (-128, 127))
+        qtype = _qtype(n, consts, g)
+        qmin, qmax = _QRANGE.get(qtype, (-128, 127))
         lo, hi = (qmin - z) * s, (qmax - z) * s
         # zero point 0: the pair's scale is TensorRT's (dynamic range 127 * scale); else the symmetric one covering it
         res.scales[src] = s if z == 0.0 else max(abs(lo), abs(hi)) / 127.0
         res.steps[src] = s
         res.ranges[src] = (lo, hi)
+        res.quantizers[src] = (s, int(z), qtype)
         if z != 0.0:
             res.asymmetric += 1
         target = src
@@ -234,7 +239,7 @@ def strip(model: onnx.ModelProto) -> Stripped:
         n.input[:] = [out_names.get(i, i) for i in n.input]
         n.output[:] = [out_names.get(o, o) for o in n.output]
     for old, new in out_names.items():
-        for d in (res.scales, res.steps, res.ranges):
+        for d in (res.scales, res.steps, res.ranges, res.quantizers):
             if old in d:
                 d[new] = d.pop(old)
     res.output_sources = set(out_names.values())
@@ -350,6 +355,51 @@ def proof_inputs(original: onnx.ModelProto, stripped: Stripped, shapes: Any = No
         lo, hi = rng_lohi
         feeds[vi.name] = rng.uniform(lo, hi, shape).astype(np.float32)
     return feeds
+
+
+def requantized(stripped: Stripped) -> onnx.ModelProto:
+    """The float model with every removed activation quantizer put back (the pair's own scale, zero point and
+    type) right where it was recorded. It must compute exactly what the Q/DQ model computes: the proof that the
+    cache names the tensors the Q/DQ model quantized and that nothing else changed. Build it before other rewrites
+    touch the float model."""
+    m = onnx.ModelProto()
+    m.CopyFrom(stripped.model)
+    g = m.graph
+    inputs = {i.name for i in g.input}
+    taken = {o for n in g.node for o in n.output} | inputs | {i.name for i in g.initializer}
+    nodes = list(g.node)
+    added: list[onnx.NodeProto] = []
+    for k, (t, (scale, zp, qtype)) in enumerate(stripped.quantizers.items()):
+        base = f"{t}__requant{k}"
+        while any(n in taken for n in (base + "_raw", base + "_q", base + "_s", base + "_z", base + "_fq")):
+            base += "_"
+        s_name, z_name, q_name = base + "_s", base + "_z", base + "_q"
+        zdt = np.uint8 if qtype == onnx.TensorProto.UINT8 else np.int8
+        g.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), s_name),
+                              numpy_helper.from_array(np.array(zp, zdt), z_name)])
+        if t in inputs:      # consumers of the network input read it re-quantized
+            src, out = t, base + "_fq"
+            for n in nodes:
+                n.input[:] = [out if i == t else i for i in n.input]
+        else:                # the producer writes a raw tensor, the quantizer writes t again
+            src, out = base + "_raw", t
+            for n in nodes:
+                n.output[:] = [src if o == t else o for o in n.output]
+        added += [helper.make_node("QuantizeLinear", [src, s_name, z_name], [q_name], name=base + "_Q"),
+                  helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [out], name=base + "_DQ")]
+    # each added pair right after the producer of what it reads (inputs first)
+    pairs = [added[i:i + 2] for i in range(0, len(added), 2)]
+    by_src: dict[str, list[onnx.NodeProto]] = {}
+    for p in pairs:
+        by_src.setdefault(p[0].input[0], []).extend(p)
+    ordered = [n for name, ps in by_src.items() if name in inputs for n in ps]
+    for n in nodes:
+        ordered.append(n)
+        for o in n.output:
+            ordered += by_src.get(o, [])
+    del g.node[:]
+    g.node.extend(ordered)
+    return m
 
 
 def describe(stripped: Stripped) -> str:
