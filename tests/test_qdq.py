@@ -142,7 +142,12 @@ def test_trtexec_command_is_the_translators():
 
 
 def test_strip_small_model_symmetric_is_exact_scales(tmp_path):
+    from dlarules.prove import run
     s = qdq.strip(_qdq_conv_model())
+    x = {"x": np.random.default_rng(2).uniform(-2.5, 2.5, (1, 4, 16, 16)).astype(np.float32)}
+    want = run(_qdq_conv_model(), x, "qdq")["y"]
+    assert np.array_equal(run(qdq.requantized(s), x, "requantized")["y"], want)
+
     assert s.pairs == 2 and s.weights == 1 and not s.relus and not s.asymmetric
     assert s.scales == {"x": pytest.approx(0.02), "c": pytest.approx(0.05)}
     assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in s.model.graph.node)
@@ -162,6 +167,9 @@ def test_fix_qdq_to_calibration_on_the_corpus_model(db, tmp_path):
     assert p is not None and p.passed and p.rtol == 0.0
     assert 0 < p.atol < 1e-9       # the recipe's own tolerance: output quantization steps, not the default 1e-4
     assert all(o.max_abs <= p.atol for o in p.outputs)
+    # the float model with its recorded quantizers put back is the Q/DQ model, bit for bit
+    exact = [o for o in p.outputs if "recorded quantizers" in o.name]
+    assert len(exact) == 1 and exact[0].passed and exact[0].max_abs == 0.0
     out = write(result, tmp_path / "m.dla.onnx")
     cache = artifact_path(out, qdq.CACHE_SUFFIX)
     header, entries = _parse_cache(cache.read_text())
