@@ -96,11 +96,16 @@ def generated(db: Any | None = None) -> dict[str, str]:
 
 
 def write(out: Path, db: Any | None = None) -> list[Path]:
+    """Write the generated pages under `out`; each goes through atomic.write_text_atomic (vetted there)."""
     from .atomic import write_text_atomic
+    from .errors import DlarulesError
     written = []
     for name, text in generated(db).items():
         path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, text)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:   # --out (or a folder under it) is a file, or cannot be created
+            raise DlarulesError(out, f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+        write_text_atomic(path, text, what="page")
         written.append(path)
     return written
