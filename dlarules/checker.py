@@ -43,6 +43,10 @@ class LayerVerdict:
     findings: list[Finding] = field(default_factory=list)
     origin: str = "parser"
     layer: Layer | None = field(default=None, repr=False)
+    precision: str | None = None    # the precision it runs in on DLA (None: GPU)
+    # the precisions tried before the one it runs in (or all of them, for a GPU layer, but the last): what
+    # demoted it, e.g. [("int8", [SLICE-INT8 finding])] for a Slice that runs in FP16 in an int8+fp16 build
+    demoted: list[tuple[str, list[Finding]]] = field(default_factory=list)
 
     @property
     def in_shape(self) -> str:
@@ -56,7 +60,14 @@ class LayerVerdict:
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "name": self.name, "kind": self.kind, "nodes": self.nodes, "op": self.op,
                 "device": "DLA" if self.on_dla else "GPU", "origin": self.origin, "in_shape": self.in_shape,
-                "out_shape": self.out_shape, "findings": [f.to_dict() for f in self.findings]}
+                "out_shape": self.out_shape, "precision": self.precision,
+                "demoted": [{"precision": p, "findings": [f.to_dict() for f in fs]} for p, fs in self.demoted],
+                "findings": [f.to_dict() for f in self.findings]}
+
+    @property
+    def demoted_text(self) -> str:
+        """'INT8: SLICE-INT8' (the rules that kept it from the precisions it did not get)."""
+        return "; ".join(f"{p.upper()}: {', '.join(f.rule for f in fs)}" for p, fs in self.demoted)
 
 
 def _fields(layer: Layer, ruleset: RuleSet) -> dict[str, Any]:
@@ -109,42 +120,91 @@ def _signature(layer: Layer, neighbors: Any) -> tuple:
     return sig
 
 
+# A strongly typed network: the precision a layer computes in follows its data tensors' type.
+_DTYPE_PRECISION = {"float16": "fp16", "float32": "fp32", "float64": "fp32", "bfloat16": "fp32",
+                    "int8": "int8", "uint8": "int8"}
+
+
+def graph_precision(layer: Layer) -> str:
+    """The precision a strongly typed build gives a layer: from its first data input's type (or its output's).
+    Integer and bool tensors get "fp16": the general rules then say DLA cannot read them."""
+    ts = [t for t in layer.inputs if not t.const] or layer.outputs
+    dtype = ts[0].dtype if ts else None
+    return _DTYPE_PRECISION.get(dtype or "", "fp16")
+
+
+class _Evaluator:
+    """The rules of one precision, with what is remembered between layers: the plan per layer kind, and the
+    failing rules per layer signature (equal signatures, equal verdicts)."""
+
+    __slots__ = ("ruleset", "make_fields", "plans", "seen")
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.make_fields = lambda layer: _fields(layer, ruleset)
+        self.plans: dict[str, tuple[list[tuple[Any, Any, Rule]], str]] = {}
+        self.seen: dict[tuple, list[Rule]] = {}
+
+
 def evaluate(lg: LayerGraph, ruleset: RuleSet) -> list[LayerVerdict]:
     """A verdict for every layer of the network.
 
+    A layer may run in the precisions of the build mode, tried in order (int8 then fp16 for `int8+fp16`); the
+    first whose rules all pass is the one it runs in on DLA; when none does, it goes to the GPU with the
+    findings of the last. A precision fixed by the graph (Q/DQ, or a strongly typed mode) is the only one tried.
     Networks repeat the same layer many times (same kind, attributes and shapes), so the rules that fail are
-    remembered per layer signature and only the messages are rendered again for each layer."""
+    remembered per precision and layer signature, and only the messages are rendered again for each layer."""
     nb = lg.index
-    make_fields = lambda layer: _fields(layer, ruleset)  # noqa: E731
-    memo: dict = {}  # keyed by ids of tensors that stay alive for the whole call
-    plans: dict[str, tuple[list[tuple[Any, Any, Rule]], str]] = {}
-    seen: dict[tuple, list[Rule]] = {}
+    memo: dict = {}  # keyed by ids of tensors that stay alive for the whole call; tensor tests ignore precision
+    evaluators: dict[str, _Evaluator] = {}
+    chain = ruleset.chain or (ruleset.target.precision,)
+    from_graph = ruleset.from_graph
     producer_of, consumers_of = nb.producer_of, nb.consumers_of
     verdicts = []
     for layer in lg.layers:
         kind = layer.kind
-        entry = plans.get(kind)
-        if entry is None:
-            rules = ruleset.for_kind(kind)
-            mode = ("none" if any(r.uses_identity for r in rules) else
-                    "neighbors" if any(r.uses_neighbors for r in rules) else "plain")
-            entry = plans[kind] = ([(r.when, r.require, r) for r in rules], mode)
-        plan, mode = entry
-        ctx = Context(layer, make_fields, producer_of, consumers_of, memo)
-        sig = None if mode == "none" else _signature(layer, nb if mode == "neighbors" else None)
-        failed = seen.get(sig) if sig is not None else None
-        if failed is None:
-            failed = []
-            for when, require, rule in plan:
-                if when is not None and not when(ctx):
-                    continue
-                if not require(ctx):
-                    failed.append(rule)
-                    if rule.never:
-                        break  # the kind has no DLA implementation: further limits would be noise
-            if sig is not None:
-                seen[sig] = failed
-        findings = [_finding(rule, ctx) for rule in failed]
+        fixed = layer.precision
+        tries = (fixed,) if fixed else (graph_precision(layer),) if from_graph else chain
+        demoted: list[tuple[str, list[Finding]]] = []
+        last: tuple[str, list[Finding]] | None = None   # the latest precision tried, and why it failed
+        ran_in = None
+        for p in tries:
+            ev = evaluators.get(p)
+            if ev is None:
+                ev = evaluators[p] = _Evaluator(ruleset.for_precision(p))
+            entry = ev.plans.get(kind)
+            if entry is None:
+                rules = ev.ruleset.for_kind(kind)
+                mode = ("none" if any(r.uses_identity for r in rules) else
+                        "neighbors" if any(r.uses_neighbors for r in rules) else "plain")
+                entry = ev.plans[kind] = ([(r.when, r.require, r) for r in rules], mode)
+            plan, mode = entry
+            ctx = Context(layer, ev.make_fields, producer_of, consumers_of, memo)
+            sig = None if mode == "none" else _signature(layer, nb if mode == "neighbors" else None)
+            failed = ev.seen.get(sig) if sig is not None else None
+            if failed is None:
+                failed = []
+                for when, require, rule in plan:
+                    if when is not None and not when(ctx):
+                        continue
+                    if not require(ctx):
+                        failed.append(rule)
+                        if rule.never:
+                            break  # the kind has no DLA implementation: further limits would be noise
+                if sig is not None:
+                    ev.seen[sig] = failed
+            if not failed:
+                ran_in = p
+                break
+            if last is not None:
+                demoted.append(last)
+            last = (p, [_finding(rule, ctx) for rule in failed])
+        if ran_in is None:
+            findings = last[1] if last is not None else []
+        else:
+            findings = []
+            if last is not None:
+                demoted.append(last)
         verdicts.append(LayerVerdict(layer.index, layer.display_name, kind, layer.sources, layer.op,
-                                     not findings, findings, layer.origin, layer))
+                                     not findings, findings, layer.origin, layer, ran_in, demoted))
     return verdicts

@@ -27,7 +27,7 @@ def export(db: RuleDB, target: Target | None = None) -> dict[str, Any]:
         "db_version": db.version,
         "generator": f"dlarules {__version__}",
         "selection": None if target is None else {"hardware": target.hardware, "tensorrt": target.trt,
-                                                  "platform": target.platform, "precision": target.precision},
+                                                  "platform": target.platform, "precision": target.mode_name},
         "hardware": db.hardware,
         "platforms": db.platforms,
         "releases": [{"version": r.version, "hardware": list(r.hardware), "platforms": list(r.platforms),

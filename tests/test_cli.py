@@ -46,7 +46,9 @@ def test_check_json_validates_against_schema(cli):
     report = json.loads(out)
     jsonschema.validate(report, json.loads((schemas_dir() / "report.schema.json").read_text()))
     assert report["target"] == {"hardware": "xavier", "tensorrt": "8.5", "release": "8.5", "platform": "jetson",
-                                "precision": "fp16"}
+                                "precision": "fp16", "mode": {"name": "fp16", "precisions": ["fp16"],
+                                                              "trtexec": ["--fp16"]},
+                                "module": None, "dla_cores": 2, "dla_core": None}
     assert len(report["nodes"]) == 21   # every node, always
 
 

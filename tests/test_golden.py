@@ -18,6 +18,8 @@ CASES = [
     ("dla_demo_orin_8.6.txt", dict(hardware="orin", trt="8.6"), "text"),
     ("dla_demo_xavier_8.5_all.txt", dict(hardware="xavier", trt="8.5"), "all"),
     ("dla_demo_orin_10.3_int8.json", dict(hardware="orin", trt="10.3", precision="int8"), "json"),
+    # a build mode with a fallback precision: layers DLA runs only in FP16 run there in FP16
+    ("dla_demo_agx-orin_10.3_int8+fp16_all.txt", dict(hardware="agx-orin", trt="10.3", precision="int8+fp16"), "all"),
 ]
 
 

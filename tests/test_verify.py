@@ -115,8 +115,9 @@ def test_trtexec_gives_the_same_report_as_compare_log(env, ddrnet, monkeypatch, 
     assert result.comparison.agreed is (precision == "int8")   # the recorded build was INT8 (see README)
     assert result.backend == "trtexec" and result.remote is None and result.can_run_on_dla == {}
     argv = records(env, "trtexec")[0]["argv"]
-    assert argv[:4] == [f"--onnx={model}", "--useDLACore=0", "--allowGPUFallback", "--fp16"]
-    assert ("--int8" in argv) is (precision == "int8") and "--verbose" in argv
+    # the build mode's trtexec flags: --int8 alone for int8 (a layer DLA cannot run in INT8 goes to the GPU)
+    assert argv[:4] == [f"--onnx={model}", "--useDLACore=0", "--allowGPUFallback", f"--{precision}"]
+    assert ("--fp16" in argv) is (precision == "fp16") and "--verbose" in argv
     assert not any(a.startswith("--shapes") for a in argv)
     assert result.command[0] == str(env / "bin" / "trtexec") and result.command[1:] == argv
 
@@ -328,10 +329,10 @@ def test_python_backend_logger_capture_becomes_the_placement(env, ddrnet, fake_t
     assert "] [W] [TRT] Validation failed for DLA layer: /softmax/Transpose" in result.log_text
     assert "] [V] [TRT] Original: 321 layers" in result.log_text
     assert result.log.versions["tensorrt"] == "8.5.2.2"
-    # the builder was set up as trtexec --useDLACore=1 --allowGPUFallback --fp16 --int8 would
+    # the builder was set up as trtexec --useDLACore=1 --allowGPUFallback --int8 would (INT8 only: the mode)
     cfg = fake_trt.config
     flags = {f.name for f in cfg.flags}
-    assert flags == {"FP16", "INT8", "GPU_FALLBACK"}
+    assert flags == {"INT8", "GPU_FALLBACK"}
     assert cfg.default_device_type.name == "DLA" and cfg.DLA_core == 1 and fake_trt.runtime_dla_core == 1
     assert fake_trt.network_flags == 1 << 0                        # EXPLICIT_BATCH before TensorRT 10
     # can_run_on_DLA, per layer name
@@ -407,14 +408,16 @@ def test_python_backend_int8_calibration_from_npz(tmp_path, fake_trt):
     model = tiny_model(tmp_path / "m.onnx", [1, 3, 8, 8])
     data = np.arange(3 * 3 * 8 * 8, dtype=np.float32).reshape(3, 3, 8, 8)
     np.savez(tmp_path / "calib.npz", x=data)
-    out = python_api.build(BuildRequest(model, precision="int8", inputs=tmp_path / "calib.npz"))
+    out = python_api.build(BuildRequest(model, precision="int8", inputs=tmp_path / "calib.npz",
+                                        trtexec_flags=("--int8",), builder_flags=("INT8",)))
     assert len(fake_trt.calibrated) == 3
     assert all(np.array_equal(b["x"][0], data[i]) for i, b in enumerate(fake_trt.calibrated))
     assert fake_trt.config.int8_calibrator is not None
     assert any(f"3 batch(es) of arrays from {tmp_path / 'calib.npz'}" in n for n in out.notes)
     np.savez(tmp_path / "bad.npz", other=data)
     with pytest.raises(OptionError, match="no array for input"):
-        python_api.build(BuildRequest(model, precision="int8", inputs=tmp_path / "bad.npz"))
+        python_api.build(BuildRequest(model, precision="int8", inputs=tmp_path / "bad.npz",
+                                      trtexec_flags=("--int8",), builder_flags=("INT8",)))
 
 
 def test_calibration_batches_from_arrays(tmp_path):

@@ -44,7 +44,7 @@ def _gpu_lines(result: FixResult, every: bool) -> list[str]:
 def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bool = False) -> str:
     b, a = result.before.summary, result.after.summary
     t = result.after.target
-    out = [f"dlarules fix: {result.source}", f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}", ""]
+    out = [f"dlarules fix: {result.source}", f"target: {t.hardware_text} / TensorRT {t.trt} / {t.platform} / {t.mode_name}", ""]
     if not result.changes:
         out.append("no rewrite kept" if result.reverted else "no recipe applies: nothing to rewrite")
     else:
@@ -86,10 +86,11 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
             str(files[qdq.LAYER_ARG_SUFFIX]) if qdq.LAYER_ARG_SUFFIX in files else None) + "`")
     elif written is not None:
         out.append(f"wrote {written}")
-        flag = "--int8" if t.precision == "int8" else "--fp16"
-        out.append(f"next: build it on the device with `trtexec --onnx={written} --useDLACore=0 --allowGPUFallback "
-                   f"{flag}`, or `dlarules verify {written} --target {t.hardware} --trt {t.trt}"
-                   + (" --precision int8" if t.precision == "int8" else "") + "` to compare")
+        flags = " ".join(t.mode.trtexec) if t.mode is not None else f"--{t.precision}"
+        out.append(f"next: build it on the device with `trtexec --onnx={written} --useDLACore={t.dla_core or 0} "
+                   f"--allowGPUFallback{' ' + flags if flags else ''}`, or `dlarules verify {written} --target "
+                   f"{t.module.name if t.module else t.hardware} --trt {t.trt}"
+                   + (f" --precision {t.mode_name}" if t.mode_name != "fp16" else "") + "` to compare")
     elif result.changes:
         out.append("nothing written: the proof failed (use --force to write anyway)")
     else:

@@ -12,13 +12,14 @@ def render(report: Report, show_all: bool = False, gates: list[str] | None = Non
     t = report.target
     s = report.summary
     lines.append(f"dlarules: {report.model}")
-    lines.append(f"target: {t.hardware} / TensorRT {t.trt} / {t.platform} / {t.precision}  (rules {report.db_version})")
+    lines.append(f"target: {t.hardware_text} / TensorRT {t.trt} / {t.platform} / {t.mode_name}  (rules {report.db_version})")
     lines.append(f"{s['nodes']} ONNX nodes -> {s['layers']} TensorRT layers; {s['nodes_folded']} nodes folded at build "
                  f"time, {s['nodes_without_layer']} without a layer")
     from ..qdqinfo import lines as qdq_lines
     lines += qdq_lines(report.explicit_quantization, t.trt)
     lines.append("")
     lines += _fallbacks(report, show_all)
+    lines += _demoted(report, show_all)
     lines += _placement(report, show_all)
     if show_all:
         lines += _nodes(report)
@@ -31,7 +32,7 @@ def render(report: Report, show_all: bool = False, gates: list[str] | None = Non
     for g in gates or []:
         lines.append(f"gate failed: {g}")
     verdict = "everything runs on DLA" if report.exit_code == 0 else "some layers fall back to the GPU"
-    lines.append(f"summary: {s['layers_on_dla']} layers on DLA, {s['layers_on_gpu']} on GPU, "
+    lines.append(f"summary: {s['layers_on_dla']} layers on DLA{_precisions(report)}, {s['layers_on_gpu']} on GPU, "
                  f"{s['dla_subgraphs']} DLA subgraph(s), {s['transitions']} GPU<->DLA transition(s): {verdict}")
     lines += _next_step(report)
     return "\n".join(lines) + "\n"
@@ -45,9 +46,48 @@ def _next_step(report: Report) -> list[str]:
     t = report.target
     recipes = sorted({f.fix for v in with_recipe for f in v.findings if f.fix})
     return [f"next: {len(with_recipe)} GPU layer(s) name a fix recipe ({', '.join(recipes)}); try "
-            f"dlarules fix {report.model} --target {t.hardware} --trt {t.trt}"
+            f"dlarules fix {report.model} --target {t.module.name if t.module else t.hardware} --trt {t.trt}"
             + (f" --platform {t.platform}" if t.platform != "jetson" else "")
-            + (f" --precision {t.precision}" if t.precision != "fp16" else "") + " --dry-run"]
+            + (f" --precision {t.mode_name}" if t.mode_name != "fp16" else "") + " --dry-run"]
+
+
+def _precisions(report: Report) -> str:
+    """' (283 in INT8, 22 in FP16 demoted from INT8)' when the build mode lets layers run in more than one
+    precision; nothing for fp16 or int8 alone."""
+    t = report.target
+    if len(t.chain) < 2 and not (t.mode is not None and t.mode.from_graph):
+        return ""
+    by = report.layers_by_precision
+    order = [p for p in t.chain if p in by] + [p for p in by if p not in t.chain]
+    parts = [f"{by[p]} in {p.upper()}" + (f" demoted from {t.chain[0].upper()}" if t.chain and p != t.chain[0]
+                                          else "") for p in order]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _demoted(report: Report, show_all: bool) -> list[str]:
+    """Layers that run on DLA in a later precision of the build mode, grouped by the rule that demoted them."""
+    groups: dict[str, list] = {}
+    for v in report.layers:
+        if v.precision is None or not v.demoted or not report.on_dla(v.index):
+            continue
+        for p, fs in v.demoted:
+            for f in fs:
+                groups.setdefault(f.rule, []).append((v, p, f))
+    if not groups:
+        return []
+    n = len({id(v) for items in groups.values() for v, _, _ in items})
+    out = [f"on DLA in a fallback precision, by rule ({n} layer(s)):"]
+    for rule_id, items in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        v0, p0, f0 = items[0]
+        out.append(f"  {rule_id}  [{f0.confidence}]  {len(items)} layer(s): not in {p0.upper()}, "
+                   f"so in {v0.precision.upper()}")
+        shown = items if show_all else items[:MAX_PER_RULE]
+        for v, _, f in shown:
+            out.append(f"    {v.kind}: {v.name}")
+        if len(items) > len(shown):
+            out.append(f"    ... and {len(items) - len(shown)} more (--all lists every node)")
+    out.append("")
+    return out
 
 
 def _fallbacks(report: Report, show_all: bool) -> list[str]:
@@ -107,7 +147,15 @@ def _nodes(report: Report) -> list[str]:
         for i in n.layers:
             v = by[i]
             where = report.placement.device.get(i, "GPU")
-            out.append(f"  {n.index:4d} {n.op} {n.name} -> {v.kind}: {v.name} [{where}]"
-                       + (f"  ({', '.join(f.rule for f in v.findings)})" if v.findings else ""))
+            if where != "GPU" and v.precision:
+                where += f" {v.precision.upper()}"
+            why = ", ".join(f.rule for f in v.findings)
+            if v.demoted and v.precision is not None:      # on DLA in a fallback precision: why not the first
+                why = f"not {v.demoted_text}"
+            elif v.demoted:                                # on GPU: the earlier precisions' other reasons
+                have = {f.rule for f in v.findings}
+                more = [(p, [f.rule for f in fs if f.rule not in have]) for p, fs in v.demoted]
+                why += "".join(f"; in {p.upper()} also {', '.join(rs)}" for p, rs in more if rs)
+            out.append(f"  {n.index:4d} {n.op} {n.name} -> {v.kind}: {v.name} [{where}]" + (f"  ({why})" if why else ""))
     out.append("")
     return out

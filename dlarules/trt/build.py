@@ -5,19 +5,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-PRECISIONS = ("fp16", "int8")
 DEFAULT_TIMEOUT_S = 3600.0   # a DLA build of a large model on a Xavier can take tens of minutes
 
 
 @dataclass(frozen=True)
 class BuildRequest:
     model: Path
-    precision: str = "fp16"
+    precision: str = "fp16"                # the build mode's name (--precision)
     dla_core: int = 0
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     inputs: Path | None = None             # .npz calibration arrays (python backend, INT8)
     extra_args: tuple[str, ...] = ()       # passed to trtexec as they are
     timeout: float | None = DEFAULT_TIMEOUT_S
+    # the build mode's flags (rules/releases.yaml `modes`): trtexec's, and the TensorRT API's for the python backend
+    trtexec_flags: tuple[str, ...] = ("--fp16",)
+    builder_flags: tuple[str, ...] = ("FP16",)      # trt.BuilderFlag names
+    network_flags: tuple[str, ...] = ()             # trt.NetworkDefinitionCreationFlag names (STRONGLY_TYPED)
 
 
 @dataclass

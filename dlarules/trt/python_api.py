@@ -160,6 +160,12 @@ def _parse(trt: ModuleType, builder: Any, logger: Any, req: BuildRequest) -> tup
     # TensorRT 10 makes every network explicit-batch and deprecates the flag; 8.x needs it for ONNX.
     if int(str(trt.__version__).split(".")[0]) < 10:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    for name in req.network_flags:   # the build mode's, e.g. STRONGLY_TYPED
+        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
+        if flag is None:
+            raise VerifyError("--precision", f"TensorRT {trt.__version__} has no {name} network flag: build mode "
+                                             f"{req.precision} needs a newer TensorRT")
+        flags |= 1 << int(flag)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(req.model)):
@@ -172,14 +178,14 @@ def _parse(trt: ModuleType, builder: Any, logger: Any, req: BuildRequest) -> tup
 
 
 def _configure(trt: ModuleType, config: Any, req: BuildRequest) -> None:
-    """What `trtexec --useDLACore=N --allowGPUFallback --fp16 [--int8]` sets."""
-    if not hasattr(trt.BuilderFlag, "FP16"):
-        raise VerifyError(None, f"TensorRT {trt.__version__} has no FP16 builder flag (TensorRT 11 removed the "
-                                "per-precision flags); verify supports TensorRT 8.x to 10.x: build it yourself "
-                                f"and use `dlarules compare {req.model} --log build.log`")
-    config.set_flag(trt.BuilderFlag.FP16)
-    if req.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
+    """What `trtexec --useDLACore=N --allowGPUFallback <mode flags>` sets."""
+    for name in req.builder_flags:   # the build mode's, e.g. INT8 and FP16 for int8+fp16
+        flag = getattr(trt.BuilderFlag, name, None)
+        if flag is None:
+            raise VerifyError("--precision", f"TensorRT {trt.__version__} has no {name} builder flag (TensorRT 11 "
+                                             f"removed the per-precision flags): build mode {req.precision} does "
+                                             "not exist there; use --precision strongly-typed")
+        config.set_flag(flag)
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = req.dla_core
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
@@ -232,9 +238,9 @@ def _calibrate(trt: ModuleType, config: Any, specs: InputSpecs, profile: Any, re
                notes: list[str]) -> tuple[DeviceBatches, Any] | None:
     """The device buffers and the calibrator; the caller keeps both until the build is done (TensorRT holds
     only a pointer to the calibrator)."""
-    if req.precision != "int8":
+    if "INT8" not in req.builder_flags:
         if req.inputs:
-            notes.append("--inputs is calibration data: it is used only with --precision int8")
+            notes.append("--inputs is calibration data: it is used only in an INT8 build mode (int8, int8+fp16, best)")
         return None
     batches = calibration_batches(specs, req.inputs)
     feed = DeviceBatches(batches, load_cudart())

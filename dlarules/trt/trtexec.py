@@ -1,4 +1,4 @@
-"""The trtexec backend: run `trtexec --onnx=MODEL --useDLACore=N --allowGPUFallback --fp16 --verbose` and keep
+"""The trtexec backend: run `trtexec --onnx=MODEL --useDLACore=N --allowGPUFallback <mode flags> --verbose` and keep
 everything it prints; that output is the log `dlarules compare --log` reads."""
 from __future__ import annotations
 
@@ -53,9 +53,7 @@ def shapes_arg(shapes: Mapping[str, tuple[int, ...]]) -> str:
 
 def trtexec_args(req: BuildRequest, onnx_path: str | Path) -> list[str]:
     """The flags after the program name; shared by the local and the remote run."""
-    args = [f"--onnx={onnx_path}", f"--useDLACore={req.dla_core}", "--allowGPUFallback", "--fp16"]
-    if req.precision == "int8":
-        args.append("--int8")
+    args = [f"--onnx={onnx_path}", f"--useDLACore={req.dla_core}", "--allowGPUFallback", *req.trtexec_flags]
     if req.input_shapes:
         args.append(shapes_arg(req.input_shapes))
     return [*args, "--verbose", *req.extra_args]

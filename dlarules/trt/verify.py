@@ -15,7 +15,7 @@ from ..atomic import write_text_atomic
 from ..compare import Comparison, compare, render_text as render_comparison
 from ..errors import ModelError, OptionError
 from . import python_api
-from .build import DEFAULT_TIMEOUT_S, PRECISIONS, BuildOutput, BuildRequest
+from .build import DEFAULT_TIMEOUT_S, BuildOutput, BuildRequest
 from .errors import VerifyError
 from .remote import Remote, run_remote
 from .trtexec import NOT_FOUND, compare_hint, find_trtexec, require_trtexec, run_trtexec
@@ -123,9 +123,9 @@ def _request(model: str | os.PathLike[str], report: Report, dla_core: int,
     path = Path(model)
     if not path.is_file():
         raise ModelError(path, "no such file")
-    precision = report.target.precision
-    if precision not in PRECISIONS:
-        raise OptionError("--precision", f"{precision!r} is not one of {', '.join(PRECISIONS)}")
+    mode = report.target.mode
+    if mode is None:
+        raise OptionError("--precision", f"{report.target.precision!r}: the rule DB defines no build modes")
     if dla_core < 0:
         raise OptionError("--dla-core", f"{dla_core} is not a DLA core number (0, 1, ...)")
     if inputs is not None and not Path(inputs).is_file():
@@ -135,8 +135,9 @@ def _request(model: str | os.PathLike[str], report: Report, dla_core: int,
     shapes = dict(input_shapes or {})
     if "" in shapes and report.layer_graph is not None and len(report.layer_graph.graph.inputs) == 1:
         shapes[report.layer_graph.graph.inputs[0]] = shapes.pop("")  # an unnamed --input-shape: the one input
-    return BuildRequest(path, precision, dla_core, shapes,
-                        Path(inputs) if inputs is not None else None, tuple(extra_args), timeout)
+    return BuildRequest(path, mode.name, dla_core, shapes,
+                        Path(inputs) if inputs is not None else None, tuple(extra_args), timeout,
+                        mode.trtexec, mode.builder_flags, mode.network_flags)
 
 
 def _run(req: BuildRequest, backend: str, trtexec: str | os.PathLike[str] | None, remote: str | None) -> BuildOutput:
