@@ -219,15 +219,22 @@ def check_text(model: onnx.ModelProto, source: object) -> None:
     """Names and op types must be UTF-8 text: protobuf hands back bytes for a corrupt string, which would end up
     in reports (JSON cannot hold bytes) and in rewritten models."""
     g = model.graph
-    where: list[tuple[str, Any]] = [("graph input", v.name) for v in g.input] + \
-        [("graph output", v.name) for v in g.output] + [("value_info", v.name) for v in g.value_info] + \
-        [("initializer", i.name) for i in g.initializer]
+    str_ = str
+    groups: list[tuple[str, Iterable[Any]]] = [("graph input", (v.name for v in g.input)),
+                                               ("graph output", (v.name for v in g.output)),
+                                               ("value_info", (v.name for v in g.value_info)),
+                                               ("initializer", (i.name for i in g.initializer))]
     for k, n in enumerate(g.node):
-        where += [(f"node {k} name", n.name), (f"node {k} op_type", n.op_type), (f"node {k} domain", n.domain)]
-        where += [(f"node {k} input", x) for x in n.input] + [(f"node {k} output", x) for x in n.output]
-    for what, text in where:
-        if text.__class__ is not str:
-            raise ModelError(source, f"{what} {clip(repr(text), 60)} is not valid UTF-8 text; the file is corrupt")
+        # the common case in one pass without formatting anything: every field a str
+        if n.name.__class__ is str_ and n.op_type.__class__ is str_ and n.domain.__class__ is str_ and \
+                all(x.__class__ is str_ for x in n.input) and all(x.__class__ is str_ for x in n.output):
+            continue
+        groups.append((f"node {k}", [n.name, n.op_type, n.domain, *n.input, *n.output]))
+    for what, texts in groups:
+        for text in texts:
+            if text.__class__ is not str_:
+                raise ModelError(source, f"{what}: {clip(repr(text), 60)} is not valid UTF-8 text; the file is "
+                                         f"corrupt")
 
 
 def _check_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
