@@ -222,7 +222,10 @@ def _check_graph(graph: Graph, ruleset: RuleSet, db_version: str) -> Report:
     target = ruleset.target
     lg = lower(graph, target.release.parser)
     verdicts = evaluate(lg, ruleset)
-    placement = predict(lg.layers, verdicts, target.release.loadable_limit, lg.index)
+    mem = ruleset.subgraph_limits.get("internal_tensor_bytes")
+    placement = predict(lg.layers, verdicts, target.release.loadable_limit, lg.index,
+                        max_internal_bytes=int(mem["max"]) if mem else None,
+                        same_batch="same_batch" in ruleset.subgraph_limits, network_outputs=graph.outputs)
     nodes = _node_verdicts(graph, lg, verdicts, placement)
     name = graph.path or (graph.model.graph.name if graph.model is not None else "<model>")
     return Report(name, target, db_version, nodes, verdicts, placement, lg)

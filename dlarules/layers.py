@@ -69,8 +69,9 @@ KINDS: dict[str, dict[str, str]] = {
     "REDUCE": {"operation": "enum:AVG|MAX|MIN|SUM|PROD", "axes": "ints", "keep_dims": "bool", "reduces_batch": "bool"},
     "MATRIX_MULTIPLY": {"b_const": "bool", "a_rank": "int", "b_rank": "int"},
     "CONSTANT": {},
-    "IDENTITY": {},
-    "CAST": {},
+    # casts_comparison: the input comes straight from a comparison (the documented comparison -> cast pattern)
+    "IDENTITY": {"casts_comparison": "bool"},
+    "CAST": {"casts_comparison": "bool"},
     "GATHER": {},
     "SCATTER": {},
     "SELECT": {},

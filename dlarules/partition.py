@@ -11,7 +11,7 @@ order) move to the GPU, as TensorRT's "DLA supports only N subgraphs per DLA cor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from .checker import LayerVerdict
 from .layers import Layer
@@ -73,8 +73,69 @@ def _phases(layers: list[Layer], on_dla: dict[int, bool], consumers: dict[str, l
     return {i: r for i, r in rank.items() if on_dla[i]}
 
 
+# bytes per element of a tensor computed on DLA, by the precision its layer runs in
+_BYTES = {"int8": 1, "fp16": 2}
+
+
+def _batch(layer: Layer) -> int | None:
+    """DLA's batch of a layer: the product of its output's dims before C, H, W (None when not static)."""
+    shape = layer.outputs[0].shape if layer.outputs else None
+    if not shape or not all(isinstance(d, int) for d in shape):
+        return None
+    b = 1
+    for d in shape[:-3]:
+        b *= d
+    return b
+
+
+def _internal_bytes(layer: Layer, group: set[int], users: dict[str, list[Layer]], outputs: frozenset[str],
+                    precision: str | None) -> int:
+    """Bytes of the layer's outputs that stay inside its DLA group: read only by layers of the group and not a
+    network output (NvInfer.h ITensor: tensors 'not marked as Network Input or Output')."""
+    total = 0
+    for t in layer.outputs:
+        readers = users.get(t.name, ())
+        if t.name in outputs or not readers or any(r.index not in group for r in readers):
+            continue
+        if t.shape and all(isinstance(d, int) for d in t.shape):
+            n = 1
+            for d in t.shape:
+                n *= d
+            total += n * _BYTES.get(precision or "fp16", 2)
+    return total
+
+
+def _split(group: list[int], by_index: dict[int, Layer], users: dict[str, list[Layer]], outputs: frozenset[str],
+           precision: dict[int, str | None], max_internal_bytes: int | None, same_batch: bool) -> list[list[int]]:
+    """Split one phase's DLA layers (network order) where a subgraph limit would break: a change of batch, or
+    internal tensors reaching `max_internal_bytes`. Pieces are consecutive in network order, so no piece can
+    reach an earlier one and the split stays acyclic. TensorRT's own split points are not documented; cutting
+    at the first layer that breaks the limit is dlarules' approximation."""
+    if max_internal_bytes is None and not same_batch:
+        return [group]
+    members = set(group)
+    pieces: list[list[int]] = [[]]
+    size, batch = 0, None
+    for i in group:
+        layer = by_index[i]
+        b = _batch(layer) if same_batch else None
+        add = _internal_bytes(layer, members, users, outputs, precision.get(i)) if max_internal_bytes else 0
+        cut = pieces[-1] and ((same_batch and b is not None and batch is not None and b != batch)
+                              or (max_internal_bytes is not None and size + add >= max_internal_bytes))
+        if cut:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(i)
+        size += add
+        batch = b if b is not None else batch
+    return pieces
+
+
 def predict(layers: list[Layer], verdicts: list[LayerVerdict], loadable_limit: int,
-            index: LayerIndex | None = None) -> Placement:
+            index: LayerIndex | None = None, *, max_internal_bytes: int | None = None, same_batch: bool = False,
+            network_outputs: Iterable[str] = ()) -> Placement:
+    """`max_internal_bytes` and `same_batch` are the release's subgraph limits (releases.yaml
+    `subgraph_limits`): a phase's DLA layers that break one are cut into several subgraphs."""
     index = index or LayerIndex(layers)
     on_dla = {v.index: v.on_dla for v in verdicts}
     names = {v.index: v.name for v in verdicts}
@@ -83,8 +144,13 @@ def predict(layers: list[Layer], verdicts: list[LayerVerdict], loadable_limit: i
     for layer in layers:
         if layer.index in phase:
             groups.setdefault(phase[layer.index], []).append(layer.index)
+    by_index = {layer.index: layer for layer in layers}
+    precision = {v.index: getattr(v, "precision", None) for v in verdicts}
+    outputs = frozenset(network_outputs)
     # TensorRT lists (and numbers) subgraphs from the earliest phase on: the highest crossing count first.
-    ordered = [groups[r] for r in sorted(groups, reverse=True)]
+    ordered = [piece for r in sorted(groups, reverse=True)
+               for piece in _split(groups[r], by_index, index.users, outputs, precision, max_internal_bytes,
+                                   same_batch)]
     subgraphs = [Subgraph(k, g, names[g[0]], names[g[-1]]) for k, g in enumerate(ordered)]
     exceeded = len(subgraphs) > loadable_limit
     device: dict[int, str] = {}

@@ -209,6 +209,8 @@ class RuleSet:
     _by_kind: dict[str, list[Rule]] = field(default_factory=dict)
     _all: list[Rule] | None = None                     # every rule of the DB, to select other precisions
     _children: dict[str, "RuleSet"] = field(default_factory=dict)
+    # the DB's subgraph limits that hold for the target (releases.yaml `subgraph_limits`), for the partition
+    subgraph_limits: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -491,6 +493,8 @@ class RuleDB:
         self._recipes = set(recipes)
         self.releases: list[Release] = self._releases(raw.releases)
         self.modes: list[Mode] = self._modes(raw.meta.get("modes") or [])
+        # limits on a DLA subgraph as a whole (releases.yaml `subgraph_limits`), applied by the partition
+        self.subgraph_limits: dict[str, dict] = dict(raw.meta.get("subgraph_limits") or {})
         self.modules: dict[str, Module] = {}
         self.ambiguous_modules: dict[str, list[str]] = {}
         self._modules(raw.meta.get("modules") or {})
@@ -524,6 +528,13 @@ class RuleDB:
             raise RulesError(f"{first.file}:{first.line}", f"{first.rule_id + ': ' if first.rule_id else ''}"
                                                            f"{first.problem}{more}")
         return db
+
+    def subgraph_limit(self, name: str, trt: str) -> dict[str, Any] | None:
+        """The `subgraph_limits` entry `name` if it holds for TensorRT `trt`, else None."""
+        entry = self.subgraph_limits.get(name)
+        if not entry or not parse_range(str(entry.get("tensorrt", "*"))).contains(trt):
+            return None
+        return entry
 
     def _releases(self, raw: list[dict]) -> list[Release]:
         out = []
@@ -786,7 +797,9 @@ class RuleDB:
 
     def select(self, target: Target) -> RuleSet:
         rules = [r for r in self.rules if r.applies(target.hardware, target.trt, target.platform, target.precision)]
-        return RuleSet(target, rules, _all=self.rules)
+        limits = {name: entry for name in self.subgraph_limits
+                  if (entry := self.subgraph_limit(name, target.trt)) is not None}
+        return RuleSet(target, rules, _all=self.rules, subgraph_limits=limits)
 
     def by_id(self, rid: str) -> list[Rule]:
         return [r for r in self.rules if r.id == rid]

@@ -82,3 +82,27 @@ def test_loadable_limit_follows_the_release(db):
         nodes += [{"op": "Relu"}, {"op": "Abs"}, {"op": "Neg"}]
     r = run({"nodes": nodes}, db, hw="xavier", trt="7.1")
     assert r.placement.loadable_limit == 8 and r.placement.limit_exceeded
+
+
+def test_internal_tensors_over_1gb_split_the_subgraph(db):
+    # six 1x32x2048x2048 ReLUs: five internal tensors of 256 MiB in FP16 (1.25 GiB) break NvInfer.h's "less than
+    # 1GB of internal tensors" per DLA subgraph; in INT8 (1 byte) they total 640 MiB and stay one subgraph
+    spec = {"inputs": {"x": [1, 32, 2048, 2048]}, "nodes": [{"op": "Relu"}] * 6}
+    fp16 = check(fixtures.build(spec), db, hardware="orin", trt="10.3", precision="fp16")
+    assert [s.name for s in fp16.placement.subgraphs] == ["ForeignNode[/Relu_0.../Relu_2]",
+                                                          "ForeignNode[/Relu_3.../Relu_5]"]
+    assert not fp16.placement.gpu_layers and fp16.placement.transitions == 1
+    int8 = check(fixtures.build(spec), db, hardware="orin", trt="10.3", precision="int8")
+    assert len(int8.placement.subgraphs) == 1
+    assert db.subgraph_limit("internal_tensor_bytes", "10.3")["max"] == 2 ** 30
+
+
+def test_layers_of_another_batch_get_their_own_subgraph(db):
+    # two DLA branches of one phase; with one batch they share a loadable, with two they cannot
+    def spec(b):
+        return {"inputs": {"a": [1, 8, 16, 16], "b": [b, 8, 16, 16]},
+                "nodes": [{"op": "Relu", "inputs": ["a"]}, {"op": "Relu", "inputs": ["b"]}]}
+    same = check(fixtures.build(spec(1)), db, hardware="orin", trt="10.3")
+    assert len(same.placement.subgraphs) == 1
+    mixed = check(fixtures.build(spec(2)), db, hardware="orin", trt="10.3")
+    assert [s.name for s in mixed.placement.subgraphs] == ["ForeignNode[/Relu_0]", "ForeignNode[/Relu_1]"]

@@ -72,6 +72,7 @@ def test_embed_example_checks_a_corpus_model():
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py"), str(CORPUS / "mobilenet_v2.onnx")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
-    assert "TEAM-MAX-CHANNELS: 1 layer(s)" in r.stdout and "REDUCE-OP" in r.stdout
+    # the GlobalAveragePool: Jetson Orin runs no Reduce through TensorRT 8.6 (NVIDIA's DLA-SW table)
+    assert "TEAM-MAX-CHANNELS: 1 layer(s)" in r.stdout and "REDUCE-SUPPORT" in r.stdout
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["layers"] > 90 and summary["dla_only"] is False

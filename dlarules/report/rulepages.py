@@ -43,6 +43,14 @@ def rule_page(db: Any, rid: str) -> str:
                      + (f" <{src.url}>" if src.url else ""))
         if src.quote:
             lines.append(f"  > {src.quote}")
+        # further evidence, each with its own scope: what a real log showed beside the documented text
+        for ev in r.raw.get("evidence") or ():
+            lines.append(f"- Evidence ({ev['confidence']}; {ev['scope']}): {ev['doc']}"
+                         + (f" <{ev['url']}>" if ev.get("url") else ""))
+            if ev.get("quote"):
+                lines.append(f"  > {ev['quote']}")
+            if ev.get("note"):
+                lines.append(f"  {ev['note']}")
         lines.append(f"- Defined in: `{_rel(r.file)}` line {r.line}")
         lines += ["", "Fixtures:", ""]
         for fx in r.fixtures:
