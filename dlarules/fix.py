@@ -342,7 +342,7 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     if stripped is not None:
         from .recipes import qdq
         # taken before the per-layer rounds rewrite the float model in place
-        requant = qdq.requantized(stripped) if verify else None
+        requant = qdq.requantized_probes(stripped) if verify else None
         model = stripped.model
     before, model, after = fixer.run(model)
     before = first or before
@@ -364,21 +364,11 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     if verify and changes:
         from .prove import prove
         t = time.perf_counter()
-        feeds = None
         if stripped is not None:
-            # the Q/DQ model's own numbers: the float model differs from it by the rounding to the quantization
-            # steps, so the tolerance is the recipe's (in steps), on inputs inside the input quantizers' ranges
-            from .recipes import qdq
-            feeds = None if inputs is not None else qdq.proof_inputs(original, stripped, input_shapes)
-            rtol, atol = 0.0, qdq.tolerance(stripped)
-        result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
-                             source=str(source), feeds=feeds)
-        if requant is not None:
-            # the float model with its recorded quantizers put back computes exactly what the Q/DQ model does
-            exact = prove(original, requant, input_shapes=input_shapes, inputs=inputs, rtol=0.0, atol=0.0,
-                          source=str(source), feeds=feeds)
-            result.proof.outputs += [replace(o, name=f"{o.name} (float model + its recorded quantizers: exact)")
-                                     for o in exact.outputs]
+            result.proof = _qdq_proof(original, model, stripped, requant, input_shapes, inputs, str(source))
+        else:
+            result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
+                                 source=str(source))
         result.timings["proof"] = time.perf_counter() - t
     return result
 
@@ -399,6 +389,33 @@ def _strip_qdq(model: onnx.ModelProto, db: RuleDB, target: Target, shapes: Mappi
     if not any(f.fix == qdq.NAME for v in first.gpu_layers for f in v.findings):
         return None, first
     return qdq.strip(model), first
+
+
+def _qdq_proof(original: onnx.ModelProto, model: onnx.ModelProto, stripped: Any, requant: Any,
+               shapes: Mapping[str, tuple] | None, inputs: str | None, source: str) -> Any:
+    """qdq-to-calibration's own proof (docs/qdq.md). It rests on two checks: the float model with its recorded
+    quantizers put back computes exactly what the Q/DQ model computes, and at every quantized tensor the float
+    layer is within half a quantization step of the Q/DQ value (rounding). The float model against the Q/DQ model
+    at the outputs (the quantization error people will see) is shown beside them."""
+    from .prove import OutputError, Proof, _inputs, prove, run
+    from .recipes import qdq
+    requant_model, probes = requant
+    feeds = qdq.proof_inputs(original, stripped, shapes) if inputs is None else None
+    values = run(requant_model, feeds if feeds is not None else _inputs(original, shapes, 0, inputs),
+                 f"{source} (re-quantized)", inputs)
+    exact = prove(original, requant_model, input_shapes=shapes, inputs=inputs, rtol=0.0, atol=0.0,
+                  source=source, feeds=feeds)
+    steps, saturated = qdq.rounding_error(values, stripped, probes)
+    tol = qdq.tolerance(stripped)
+    shown = prove(original, model, input_shapes=shapes, inputs=inputs, rtol=0.0, atol=tol, source=source,
+                  feeds=feeds)
+    outs = [replace(o, name=f"{o.name} (float model + its recorded quantizers: exact)") for o in exact.outputs]
+    outs.append(OutputError(f"{len(probes)} quantized tensor(s): float layer, clamped to the pair's range, vs Q/DQ "
+                            f"value, in quantization steps (at most 0.5; {saturated} element(s) saturated)", steps, steps,
+                            steps <= 0.5 + 1e-3))
+    outs += [replace(o, name=f"{o.name} (float model vs Q/DQ model, shown; {tol:.3g} = half the output step per "
+                             f"quantized tensor)", gate=False) for o in shown.outputs]
+    return Proof(outs, 0.0, 0.0, exact.inputs)
 
 
 def _qdq_change(stripped: Any) -> Change:

@@ -164,12 +164,18 @@ def test_fix_qdq_to_calibration_on_the_corpus_model(db, tmp_path):
     assert _gpu_names(result.after) == _gpu_names(plain)
     assert result.after.summary["dla_subgraphs"] == plain.summary["dla_subgraphs"] == 2
     p = result.proof
-    assert p is not None and p.passed and p.rtol == 0.0
-    assert 0 < p.atol < 1e-9       # the recipe's own tolerance: output quantization steps, not the default 1e-4
-    assert all(o.max_abs <= p.atol for o in p.outputs)
-    # the float model with its recorded quantizers put back is the Q/DQ model, bit for bit
+    assert p is not None and p.passed and p.rtol == 0.0 and p.atol == 0.0
+    # 1. the float model with its recorded quantizers put back is the Q/DQ model, bit for bit
     exact = [o for o in p.outputs if "recorded quantizers" in o.name]
-    assert len(exact) == 1 and exact[0].passed and exact[0].max_abs == 0.0
+    assert len(exact) == 1 and exact[0].gate and exact[0].max_abs == 0.0
+    # 2. at each of the 65 quantized activations (the input's quantizer is the input format) the float layer is
+    #    within half a quantization step of the Q/DQ value
+    local = [o for o in p.outputs if "quantized tensor(s)" in o.name]
+    assert len(local) == 1 and local[0].gate and local[0].passed and local[0].max_abs <= 0.5 + 1e-3
+    assert local[0].name.startswith("65 ")
+    # 3. shown, not a gate: the float model against the Q/DQ model at the output, within the output steps
+    shown = [o for o in p.outputs if not o.gate]
+    assert len(shown) == 1 and shown[0].passed and 0 < shown[0].max_abs < 1e-9
     out = write(result, tmp_path / "m.dla.onnx")
     cache = artifact_path(out, qdq.CACHE_SUFFIX)
     header, entries = _parse_cache(cache.read_text())
@@ -221,3 +227,36 @@ def test_dq_read_by_a_layer_without_int8_stays_a_layer(db):
     assert conv.precision == "int8" and "c_q" in conv.sources
     dq = next(x for x in layers if x.kind == "DEQUANTIZE")
     assert dq.inputs[0].name == "c"
+
+
+def test_cli_fix_writes_model_cache_layer_precisions_and_prints_the_command(tmp_path):
+    """A node reading a tensor without a scale (the Sigmoid after the last Q/DQ pair's Relu) goes to the
+    --layerPrecisions file; the printed trtexec command uses all three files."""
+    from conftest import run_cli
+    m = _qdq_conv_model()
+    g = m.graph
+    g.node[-1].output[0] = "r"
+    g.node.append(helper.make_node("Sigmoid", ["r"], ["y"], name="sig"))
+    src = tmp_path / "q.onnx"
+    onnx.save(m, str(src))
+    out = tmp_path / "q.dla.onnx"
+    r = run_cli("fix", str(src), "--target", "orin", "--trt", "8.6", "--precision", "int8",
+                "--only", "qdq-to-calibration", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    cache, layer_arg = tmp_path / "q.dla.calib.cache", tmp_path / "q.dla.layer_arg.txt"
+    header, entries = _parse_cache(cache.read_text())
+    assert header == "TRT-8600-EntropyCalibration2" and set(entries) == {"x", "c"}
+    assert layer_arg.read_text() == "sig:fp16"
+    assert (f"trtexec --onnx={out} --calib={cache} --useDLACore=0 --int8 --fp16 --allowGPUFallback "
+            f"--precisionConstraints=prefer --layerPrecisions=$(cat {layer_arg})") in r.stdout
+    assert "proof" in r.stdout and "passed" in r.stdout
+    again = run_cli("fix", str(src), "--target", "orin", "--trt", "8.6", "--precision", "int8",
+                    "--only", "qdq-to-calibration", "-o", str(tmp_path / "other.onnx"))
+    assert again.returncode == 0                       # a fresh output name: fresh side files
+    (tmp_path / "clash.dla.onnx").unlink(missing_ok=True)
+    (tmp_path / "clash.calib.cache").write_text("mine")
+    clash = run_cli("fix", str(src), "--target", "orin", "--trt", "8.6", "--precision", "int8",
+                    "--only", "qdq-to-calibration", "-o", str(tmp_path / "clash.onnx"))
+    assert clash.returncode == 2 and len(clash.stderr.strip().splitlines()) == 1
+    assert "clash.calib.cache" in clash.stderr and (tmp_path / "clash.calib.cache").read_text() == "mine"
+    assert not (tmp_path / "clash.onnx").exists()

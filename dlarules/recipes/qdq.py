@@ -16,8 +16,9 @@ for releases whose DLA takes INT8 scales from calibration (implicit quantization
 * the per-layer precision file is qdq-translator's `--layerPrecisions` argument: `node:fp16` for the nodes that
   read a tensor without a scale (they run in FP16 on DLA).
 
-The recipe is model-wide (`fix` runs it once on the whole model, before the per-layer recipes); its proof
-compares the Q/DQ model with the float one within the quantization steps (`tolerance`).
+The recipe is model-wide (`fix` runs it once on the whole model, before the per-layer recipes). Its proof
+(`fix._qdq_proof`, docs/qdq.md): the float model with the recorded quantizers put back (`requantized`) equals the
+Q/DQ model exactly, and at every quantized tensor the float layer is within half a step (`rounding_error`).
 """
 from __future__ import annotations
 
@@ -303,10 +304,8 @@ def _fp16_nodes(g: onnx.GraphProto, scales: dict[str, float]) -> list[str]:
 
 
 def tolerance(stripped: Stripped) -> float:
-    """The proof's absolute tolerance, this recipe's own: the Q/DQ model rounds each quantized tensor to its step
-    (at most half a step), the float model does not. At the output those roundings add up; the bound used is half
-    the output's own step for every quantized tensor of the model (each rounding carried through to the output at
-    most at its size, in units of the output's step). The measured error is shown beside it."""
+    """A rough scale for the float model's error at the outputs, shown next to the measured one (not a gate: a
+    convolution can amplify earlier roundings): half the output's own step for every quantized tensor."""
     out = [s for t, s in stripped.steps.items() if t in stripped.output_sources]
     step = min(out) if out else min(stripped.steps.values(), default=0.0)
     return 0.5 * step * max(len(stripped.steps), 1)
@@ -358,6 +357,11 @@ def proof_inputs(original: onnx.ModelProto, stripped: Stripped, shapes: Any = No
 
 
 def requantized(stripped: Stripped) -> onnx.ModelProto:
+    """See `requantized_probes` (without the extra outputs)."""
+    return requantized_probes(stripped, expose=False)[0]
+
+
+def requantized_probes(stripped: Stripped, expose: bool = True) -> tuple[onnx.ModelProto, dict[str, str]]:
     """The float model with every removed activation quantizer put back (the pair's own scale, zero point and
     type) right where it was recorded. It must compute exactly what the Q/DQ model computes: the proof that the
     cache names the tensors the Q/DQ model quantized and that nothing else changed. Build it before other rewrites
@@ -369,6 +373,7 @@ def requantized(stripped: Stripped) -> onnx.ModelProto:
     taken = {o for n in g.node for o in n.output} | inputs | {i.name for i in g.initializer}
     nodes = list(g.node)
     added: list[onnx.NodeProto] = []
+    probes: dict[str, str] = {}     # quantized tensor -> the float layer's own (unquantized) output
     for k, (t, (scale, zp, qtype)) in enumerate(stripped.quantizers.items()):
         base = f"{t}__requant{k}"
         while any(n in taken for n in (base + "_raw", base + "_q", base + "_s", base + "_z", base + "_fq")):
@@ -385,6 +390,7 @@ def requantized(stripped: Stripped) -> onnx.ModelProto:
             src, out = base + "_raw", t
             for n in nodes:
                 n.output[:] = [src if o == t else o for o in n.output]
+            probes[t] = src
         added += [helper.make_node("QuantizeLinear", [src, s_name, z_name], [q_name], name=base + "_Q"),
                   helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [out], name=base + "_DQ")]
     # each added pair right after the producer of what it reads (inputs first)
@@ -399,7 +405,35 @@ def requantized(stripped: Stripped) -> onnx.ModelProto:
             ordered += by_src.get(o, [])
     del g.node[:]
     g.node.extend(ordered)
-    return m
+    if expose:
+        have = {o.name for o in g.output}
+        for t, raw in probes.items():
+            for name in (t, raw):
+                if name not in have:
+                    g.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+                    have.add(name)
+    return m, probes
+
+
+def rounding_error(values: dict[str, np.ndarray], stripped: Stripped,
+                   probes: dict[str, str]) -> tuple[float, int]:
+    """The local half of the proof: at every quantized tensor, the float layer's own output (computed from the
+    Q/DQ model's values), clamped to the pair's range [lo, hi] as the Q/DQ pair clamps, against the Q/DQ model's
+    value there, in that tensor's quantization steps: rounding keeps it within half a step. Also counts the
+    elements the clamp saturated (above hi, or below a lo that is not 0: a range starting at 0 is a folded ReLU).
+    Returns (max error in steps, saturated elements)."""
+    worst, saturated = 0.0, 0
+    for t, raw in probes.items():
+        a, b = values.get(raw), values.get(t)
+        if a is None or b is None:
+            return float("inf"), saturated
+        lo, hi = stripped.ranges[t]
+        step = stripped.steps[t]
+        a64 = a.astype(np.float64)
+        saturated += int((a64 > hi).sum() + ((a64 < lo).sum() if lo != 0.0 else 0))
+        if a64.size:
+            worst = max(worst, float(np.abs(np.clip(a64, lo, hi) - b).max() / step))
+    return worst, saturated
 
 
 def describe(stripped: Stripped) -> str:
@@ -432,6 +466,8 @@ RECIPES = [
            _check, _apply,
            doc="Strips QuantizeLinear/DequantizeLinear: quantized weights become float constants, each activation "
                "Q->DQ pair's scale goes to a calibration cache (asymmetric ranges as the symmetric scale covering "
-               "them; a range starting at 0 keeps a Relu). Writes <model>.calib.cache and <model>.layer_arg.txt "
-               "beside the model and prints the trtexec command. Proven within the quantization steps.")
+               "them; a range starting at 0 keeps a Relu where the tensor can be negative). Writes "
+               "<model>.calib.cache (and <model>.layer_arg.txt when some node has no scale) beside the model and "
+               "prints the trtexec command. Proven: the float model plus its recorded quantizers equals the Q/DQ "
+               "model exactly, and at each quantized tensor the float layer is within half a step.")
 ]
