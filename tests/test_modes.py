@@ -337,3 +337,14 @@ def test_compare_takes_the_modes(tmp_path):
     # fallback that pool would have run on DLA in FP16
     assert out["int8"]["summary"]["layer_agreement_pct"] == 100.0
     assert out["int8+fp16"]["summary"]["layer_agreement_pct"] < 100.0
+
+
+def test_fix_prints_the_build_command_of_the_mode_and_core(tmp_path):
+    out = tmp_path / "out.onnx"
+    p = run_cli("fix", str(EXAMPLE), "--target", "orin-nx-16", "--dla-core", "1", "--precision", "int8+fp16",
+                "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert f"trtexec --onnx={out} --useDLACore=1 --allowGPUFallback --int8 --fp16`" in p.stdout
+    assert "--target orin-nx-16 --trt 10.3 --precision int8+fp16 --dla-core 1` to compare" in p.stdout
+    p = run_cli("fix", str(EXAMPLE), "--target", "orin-nx-8", "--dla-core", "1", "--dry-run")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "DLA core 0 only" in p.stderr

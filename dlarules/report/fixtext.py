@@ -90,7 +90,8 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
         out.append(f"next: build it on the device with `trtexec --onnx={written} --useDLACore={t.dla_core or 0} "
                    f"--allowGPUFallback{' ' + flags if flags else ''}`, or `dlarules verify {written} --target "
                    f"{t.module.name if t.module else t.hardware} --trt {t.trt}"
-                   + (f" --precision {t.mode_name}" if t.mode_name != "fp16" else "") + "` to compare")
+                   + (f" --precision {t.mode_name}" if t.mode_name != "fp16" else "")
+                   + (f" --dla-core {t.dla_core}" if t.dla_core else "") + "` to compare")
     elif result.changes:
         out.append("nothing written: the proof failed (use --force to write anyway)")
     else:
