@@ -69,9 +69,9 @@ KINDS: dict[str, dict[str, str]] = {
     "REDUCE": {"operation": "enum:AVG|MAX|MIN|SUM|PROD", "axes": "ints", "keep_dims": "bool", "reduces_batch": "bool"},
     "MATRIX_MULTIPLY": {"b_const": "bool", "a_rank": "int", "b_rank": "int"},
     "CONSTANT": {},
-    # casts_comparison: the input comes straight from a comparison (the documented comparison -> cast pattern)
-    "IDENTITY": {"casts_comparison": "bool"},
-    "CAST": {"casts_comparison": "bool"},
+    # cast_of: the comparison whose output this casts (the documented comparison -> cast pattern), else "other"
+    "IDENTITY": {"cast_of": "enum:EQUAL|GREATER|LESS|GREATER_OR_EQUAL|LESS_OR_EQUAL|other"},
+    "CAST": {"cast_of": "enum:EQUAL|GREATER|LESS|GREATER_OR_EQUAL|LESS_OR_EQUAL|other"},
     "GATHER": {},
     "SCATTER": {},
     "SELECT": {},

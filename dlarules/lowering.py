@@ -782,22 +782,28 @@ def lower_lrn(lw: Lowerer) -> None:
 
 
 _COMPARISONS = frozenset({"EQUAL", "GREATER", "LESS"})
+_OR_EQUAL = {"GreaterOrEqual": "GREATER_OR_EQUAL", "LessOrEqual": "LESS_OR_EQUAL"}
 
 
-def _from_comparison(lw: Lowerer, t: Tensor) -> bool:
-    """Is `t` written by a comparison (or the OR that ends a GreaterOrEqual/LessOrEqual)? DLA runs a comparison
-    only with its output cast right after it, so that Cast belongs to the comparison's DLA pattern."""
+def _cast_of(lw: Lowerer, t: Tensor) -> str:
+    """The comparison that writes `t` (its ElementWise operation, or GREATER_OR_EQUAL / LESS_OR_EQUAL for the OR
+    ending those), else "other". DLA runs a comparison only with its output cast right after it, so that Cast
+    belongs to the comparison's DLA pattern where the release runs the comparison."""
     for layer in reversed(lw.layers):
         if any(o is t or o.name == t.name for o in layer.outputs):
-            return layer.kind == "ELEMENTWISE" and (layer.attrs.get("operation") in _COMPARISONS
-                                                    or layer.op in ("GreaterOrEqual", "LessOrEqual"))
-    return False
+            if layer.kind != "ELEMENTWISE":
+                return "other"
+            if layer.op in _OR_EQUAL:
+                return _OR_EQUAL[layer.op]
+            op = layer.attrs.get("operation")
+            return op if op in _COMPARISONS else "other"
+    return "other"
 
 
 def lower_cast(lw: Lowerer) -> None:
     kind = "CAST" if lw.features["cast"] == "cast" else "IDENTITY"
     x = lw.inp(0)
-    lw.add(kind, {"casts_comparison": _from_comparison(lw, x)}, [x], lw.out(0))
+    lw.add(kind, {"cast_of": _cast_of(lw, x)}, [x], lw.out(0))
 
 
 def lower_identity(lw: Lowerer) -> None:
