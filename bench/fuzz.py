@@ -43,7 +43,9 @@ def worker() -> None:
     """Read seeds on stdin, run each case in-process, answer one MARK line per seed."""
     import faulthandler
     import traceback
-    faulthandler.enable()   # a segfault leaves its Python stack in the worker log
+    # a segfault leaves its Python stack in the worker log (a copy of fd 2: runs redirect fd 2 to catch noise)
+    fault_log = os.fdopen(os.dup(2), "w")
+    faulthandler.enable(file=fault_log)
     from fuzzing.cases import make_case
     from fuzzing.draw import RandomDraw
     from fuzzing.harness import run_case
@@ -217,7 +219,7 @@ def campaign(minutes: float, seed: int, out: Path, timeout: float, memory_gb: fl
             elif res is None:
                 rc = w.kill()
                 cat, sig = _died(rc, _log_tail(log))
-                res = {"category": cat, "signature": sig, "detail": _log_tail(log, 600), "rc": rc}
+                res = {"category": cat, "signature": sig, "detail": _log_tail(log, 4000).rsplit("@@seed", 1)[-1], "rc": rc}
                 w = Worker(memory_gb, log, scratch / "cache")
             else:
                 seconds.append(res.get("seconds", 0.0))

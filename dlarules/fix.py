@@ -103,8 +103,8 @@ def load_full(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 def _check_weight_types(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
-    """Every weight has a real ONNX data type: the rewrites import the graph with onnx-graphsurgeon, which fails on
-    UNDEFINED (0) or an unknown code with an exception of its own."""
+    """Every weight and declared tensor has a real ONNX data type: the rewrites import the graph with
+    onnx-graphsurgeon, which fails on UNDEFINED (0) weights or an unknown code with an exception of its own."""
     known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
     weights = [("initializer", t.name, t) for t in model.graph.initializer]
     weights += [(f"{n.op_type} node", n.name or (n.output[0] if n.output else "?"), a.t)
@@ -113,6 +113,13 @@ def _check_weight_types(model: onnx.ModelProto, path: str | os.PathLike[str]) ->
         if t.data_type not in known:
             raise DlarulesError(path, f"{what} {name[:60]!r} has data type {t.data_type}, which is not an ONNX "
                                       f"tensor type; the model is malformed")
+    g = model.graph
+    for what, infos in (("input", g.input), ("output", g.output), ("value_info", g.value_info)):
+        for vi in infos:   # 0 is "not given" here; an unknown code makes onnx-graphsurgeon raise KeyError
+            code = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+            if code and code not in known:
+                raise DlarulesError(path, f"{what} {vi.name[:60]!r} has element type {code}, which is not an ONNX "
+                                          f"tensor type; the model is malformed")
 
 
 def _candidates(report: Report, allowed: set[str] | None, excluded: set[str] | None) -> dict[str, list[tuple[str, list[str]]]]:

@@ -58,3 +58,31 @@ def test_fix_names_a_weight_of_undefined_type(tmp_path):
     out = run_case(case, tmp_path / "run")
     assert out.category == "ok" and out.rc == 2, out
     assert "m.onnx: initializer 'w' has data type 0" in out.detail
+
+
+def test_fold_constants_does_not_materialise_a_light_models_weights(tmp_path):
+    # fold-constants folded every ConstantOfShape weight of the light VGG-19 (2.7 GB peak): now none over the
+    # recipe weight budget, none of unknown size from an op that makes data. Run as a user would, under 1.5 GB.
+    import resource
+    import subprocess
+    import sys
+    model = tmp_path / "m.onnx"
+    model.write_bytes((HERE / "vgg19_light_fold_weights.onnx").read_bytes())
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+    r = subprocess.run([sys.executable, "-m", "dlarules", "fix", str(model), "--target", "orin", "--trt", "11.4",
+                        "--dry-run", "--all"], capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert r.returncode in (0, 1), r.stderr[-500:]
+    assert "fold-constants" in r.stdout and r.stderr == ""
+
+
+def test_fix_names_an_output_of_unknown_element_type(tmp_path):
+    # onnx-graphsurgeon's import raised KeyError(99) on a graph output declared with element type 99: exit 3
+    m = onnx.load_from_string(_dtype0_model())
+    m.graph.initializer[0].data_type = onnx.TensorProto.FLOAT
+    m.graph.output[0].type.tensor_type.elem_type = 99
+    case = _case(m.SerializeToString(), "fix", "m.onnx", "--target", "orin", "--trt", "8.6", "--dry-run")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok" and out.rc == 2, out
+    assert "m.onnx: output 'y' has element type 99" in out.detail

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Change, Context, Recipe, assign, chain, constant_value, replace, str_attr, weight_budget
+from .base import (MAX_NEW_WEIGHT_ELEMENTS, Change, Context, Recipe, assign, chain, constant_value, replace, str_attr,
+                   weight_budget)
 
 # ---------------------------------------------------------------------------------------------- gemm-to-conv
 
@@ -249,6 +250,8 @@ def _apply_softmax(node: gs.Node, ctx: Context) -> Change:
 # ---------------------------------------------------------------------------------------------- cleanup
 
 _BYPASS = ("Identity", "Dropout")
+# ops whose output can be far larger than their inputs
+_MAKES_DATA = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot"})
 
 
 def _check_fold(node: gs.Node, ctx: Context) -> str | None:
@@ -282,7 +285,21 @@ def _apply_fold(node: gs.Node, ctx: Context) -> Change:
         ctx.remove(node)
         return Change("fold-constants", name, f"removed {node.op} (its output is its input)", True, [], [name])
     before = len(ctx.graph.nodes)
-    ctx.graph.fold_constants(error_ok=True).cleanup()
+    # a folded tensor is a new weight: none over the recipe budget, and none from a data-making op whose size is
+    # unknown (a light model's ConstantOfShape weights would be materialised: VGG's fc6 alone is 411 MB)
+    limit = MAX_NEW_WEIGHT_ELEMENTS
+
+    def too_big(n: gs.Node) -> bool:
+        for t in n.outputs:
+            shape = ctx.shape(t)
+            if shape is None:
+                if n.op in _MAKES_DATA:
+                    return True
+                continue
+            if int(np.prod(shape, dtype=np.float64)) > limit:
+                return True
+        return False
+    ctx.graph.fold_constants(error_ok=True, size_threshold=4 * limit, should_exclude_node=too_big).cleanup()
     return Change("fold-constants", name, f"folded constant subgraphs ({before - len(ctx.graph.nodes)} nodes "
                   f"fewer) so {node.op} reads constants", True, [], [name])
 

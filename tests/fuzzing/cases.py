@@ -11,7 +11,8 @@ from .graphs import build_graph
 from .mutate import available, mutate_model
 
 TARGETS = {"orin": ["10.3", "8.6", "8.5", "8.4", "10.0", "10.7", "11.4"], "xavier": ["8.5", "8.4", "8.2", "8.0", "7.1"]}
-KINDS = ["check", "fix", "compare", "api"]
+MODULES = {"orin": ["agx-orin", "orin-nx-16", "orin-nx-8", "orin-nano", "drive-orin"],
+           "xavier": ["agx-xavier", "xavier-nx"]}
 
 
 @dataclass
@@ -75,13 +76,14 @@ def make_log(d: Draw, data: bytes) -> bytes:
 
 def _common(d: Draw, shapes: dict[str, list[int]]) -> list[str]:
     target = d.choice(list(TARGETS))
-    args = ["--target", target]
+    args = ["--target", target if not d.chance(0.1) else d.choice(MODULES[target])]
     if d.chance(0.7):
         args += ["--trt", d.choice(TARGETS[target])]
     if d.chance(0.02):
         args += ["--trt", d.choice(["9.9", "abc", "8.5.2.2", "-1"])]
     if d.chance(0.4):
-        args += ["--precision", d.choice(["fp16", "int8", "int8", "fp32"] if d.chance(0.05) else ["fp16", "int8"])]
+        args += ["--precision", d.choice(["fp16", "int8", "int8+fp16", "best", "strongly-typed", "fp32"]
+                                         if d.chance(0.2) else ["fp16", "int8"])]
     if shapes and d.chance(0.9):
         for name, dims in shapes.items():
             args += ["--input-shape", f"{name}:{'x'.join(str(v) for v in dims)}"]
