@@ -7,7 +7,7 @@ What it contains (and which rule each part trips):
   AveragePool 9x9 context branch               POOL-WINDOW (window over 8)
   MaxPool, nearest Resize x2 whose size is     RESIZE-STATIC-SCALES (sizes computed from a Shape: a
     computed from a Shape (PyTorch-style)        shape tensor at build time, not constant scales)
-  Concat on C, 1x1 conv, GlobalAveragePool     REDUCE-OP on Orin; POOL-WINDOW on Xavier/TensorRT 8.5
+  Concat on C, 1x1 conv, GlobalAveragePool     REDUCE-SUPPORT on Orin 8.6, REDUCE-OP on 10.x; POOL-WINDOW on Xavier 8.5
   Flatten + Gemm classifier + Softmax          SOFTMAX-XAVIER on Xavier; GEN-RANK for the 2-D tail
 The output is deterministic (seeded weights), so the committed file can be checked against a rebuild.
 """
