@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 MARK = "@@FUZZ "
 CATEGORIES = ["ok", "crash", "hang", "memory", "data-loss", "bad-error", "bad-output", "generator-error"]
-RESTART_EVERY = 400   # runs per worker: keeps slow leaks (sessions, protobufs) from piling up
+RESTART_EVERY = 200   # runs per worker: keeps slow leaks (sessions, protobufs) from piling up
 
 
 def case_seed(campaign: int, i: int) -> int:
@@ -68,9 +68,27 @@ def worker() -> None:
                 res = {"category": "memory", "signature": "MemoryError in the harness", "detail": str(exc), "rc": None}
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-        res.update(seed=seed, seconds=round(time.perf_counter() - t0, 3))
+        res.update(seed=seed, seconds=round(time.perf_counter() - t0, 3), rss_mb=_rss_mb(), vm_mb=_vm_mb())
         sys.stdout.write(MARK + json.dumps(res) + "\n")
         sys.stdout.flush()
+
+
+def _rss_mb() -> int:
+    """The worker's resident memory now (a leak across runs shows as growth)."""
+    return _statm(1)
+
+
+def _vm_mb() -> int:
+    """Its address space now: what RLIMIT_AS counts (thread stacks and arenas too)."""
+    return _statm(0)
+
+
+def _statm(field: int) -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[field]) * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    except OSError:
+        return 0
 
 
 def pending(case, seed: int, where: Path) -> None:
@@ -199,6 +217,8 @@ def campaign(minutes: float, seed: int, out: Path, timeout: float, memory_gb: fl
     distinct: dict[str, dict[str, int]] = defaultdict(dict)
     reproducers: list[Path] = []
     seconds: list[float] = []
+    rss: list[tuple[int, int]] = []   # (runs of this worker, its RSS in MB) after each answer
+    vm: list[tuple[int, int]] = []    # the same for its address space
     deadline = time.monotonic() + minutes * 60
     i = 0
     t_start = time.monotonic()
@@ -223,6 +243,8 @@ def campaign(minutes: float, seed: int, out: Path, timeout: float, memory_gb: fl
                 w = Worker(memory_gb, log, scratch / "cache")
             else:
                 seconds.append(res.get("seconds", 0.0))
+                rss.append((w.runs, res.get("rss_mb", 0)))
+                vm.append((w.runs, res.get("vm_mb", 0)))
             cat = res["category"]
             runs[cat] += 1
             if cat != "ok":
@@ -251,6 +273,13 @@ def campaign(minutes: float, seed: int, out: Path, timeout: float, memory_gb: fl
     for cat in CATEGORIES[1:]:
         for sig, n in sorted(distinct[cat].items(), key=lambda kv: -kv[1]):
             print(f"  {cat}: {n} x {sig}")
+    for what, series in (("RSS", rss), ("address space", vm)):
+        if series:
+            early = sorted(m for n, m in series if n <= 20)
+            late = sorted(m for n, m in series if n >= RESTART_EVERY - 20)
+            print(f"worker {what}: max {max(m for _, m in series)} MB; median after <= 20 runs "
+                  f"{early[len(early) // 2] if early else '-'} MB, after >= {RESTART_EVERY - 20} runs "
+                  f"{late[len(late) // 2] if late else '-'} MB")
     print(f"reproducers: {len(reproducers)} in {out}")
     return 0 if total == runs["ok"] else 1
 
