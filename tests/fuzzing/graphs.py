@@ -77,6 +77,13 @@ class Builder:
         return self.const(rng.standard_normal(shape).astype(dtype), stem)
 
 
+def fits(shape: list[int]) -> list[int]:
+    """`shape` if a constant of it is small enough to build, else Skip (inferred dims can be huge)."""
+    if int(np.prod(shape, dtype=np.float64)) > MAX_WEIGHT:
+        raise Skip
+    return shape
+
+
 def is_float(t: T) -> bool:
     return t.dtype in (F32, TensorProto.FLOAT16, TensorProto.DOUBLE)
 
@@ -158,6 +165,7 @@ def b_binary(b: Builder, op: str) -> Built:
             shape = [1] * (len(dims) - 1) + [dims[-1]]
         dt = {TensorProto.BOOL: np.bool_, TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}.get(
             x.dtype, np.float32)
+        fits(shape)
         if op == "Div" or op == "Pow":
             val = np.full(shape, d.choice([2.0, 0.5, 3.0, 0.0, -1.0]), dtype=dt)
         elif logic:
@@ -464,13 +472,13 @@ def b_gather(b: Builder, op: str) -> Built:
             idx = np.array(d.int(0, hi), np.int64)
         return [x.name, b.const(idx, "idx")], {"axis": ax}, 1
     if op == "GatherElements":
-        return [x.name, b.const(np.zeros(dims, np.int64), "idx")], {"axis": ax}, 1
+        return [x.name, b.const(np.zeros(fits(dims), np.int64), "idx")], {"axis": ax}, 1
     if op == "GatherND":
         return [x.name, b.const(np.zeros([1, 1], np.int64), "idx")], {}, 1
     if op == "ScatterND":
         return [x.name, b.const(np.zeros([1, 1], np.int64), "idx"), b.weight([1, *dims[1:]])], {}, 1
     if op == "ScatterElements":
-        upd = b.const(np.zeros(dims, np.float32) if x.dtype == F32 else np.zeros(dims, np.int64), "upd")
+        upd = b.const(np.zeros(fits(dims), np.float32) if x.dtype == F32 else np.zeros(dims, np.int64), "upd")
         return [x.name, b.const(np.zeros(dims, np.int64), "idx"), upd], {"axis": ax}, 1
     raise Skip
 
@@ -479,7 +487,7 @@ def b_misc(b: Builder, op: str) -> Built:
     d = b.d
     if op == "Where":
         x = b.pick(fl())
-        cond = b.const(np.ones(cdims(x), np.bool_) if d.chance(0.5) else np.array(True), "cond")
+        cond = b.const(np.ones(fits(cdims(x)), np.bool_) if d.chance(0.5) else np.array(True), "cond")
         return [cond, x.name, x.name], {}, 1
     if op == "TopK":
         x = b.pick(fl(lambda t: rank(t) >= 1))
