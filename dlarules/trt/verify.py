@@ -13,7 +13,7 @@ from .. import trtlog
 from ..api import Report
 from ..atomic import write_text_atomic
 from ..compare import Comparison, compare, render_text as render_comparison
-from ..errors import ModelError, OptionError
+from ..errors import ModelError, OptionError, clip
 from . import python_api
 from .build import DEFAULT_TIMEOUT_S, BuildOutput, BuildRequest
 from .errors import VerifyError
@@ -98,8 +98,9 @@ def choose_backend(backend: str, *, trtexec: str | os.PathLike[str] | None = Non
     found = find_trtexec(None)
     if found:
         return "trtexec", found
-    raise VerifyError(None, f"nothing here can build for DLA: {why}, and {NOT_FOUND}; {compare_hint(model)}, "
-                            "or build there from here with --remote user@jetson")
+    # within one 300-character line: the reason cut short, then what to do
+    raise VerifyError(None, f"no DLA build here: {clip(why, 50)}; {NOT_FOUND}. Use `dlarules compare {model} "
+                            "--log build.log` on a log from the device, or --remote user@jetson")
 
 
 def render_text(result: VerifyResult) -> str:
