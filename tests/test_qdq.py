@@ -260,3 +260,28 @@ def test_cli_fix_writes_model_cache_layer_precisions_and_prints_the_command(tmp_
     assert clash.returncode == 2 and len(clash.stderr.strip().splitlines()) == 1
     assert "clash.calib.cache" in clash.stderr and (tmp_path / "clash.calib.cache").read_text() == "mine"
     assert not (tmp_path / "clash.onnx").exists()
+
+
+@needs_corpus
+@pytest.mark.parametrize("trt", ["10.3", "11.4"])
+def test_json_report_states_the_qdq_handling_and_validates(db, trt):
+    import json
+    import jsonschema
+    from dlarules.ruledb import schemas_dir
+    r = check(str(QDQ_MODEL), db, hardware="orin", trt=trt, precision="int8" if trt == "10.3" else None)
+    data = json.loads(json.dumps(r.to_dict()))
+    jsonschema.validate(data, json.loads((schemas_dir() / "report.schema.json").read_text()))
+    eq = data["explicit_quantization"]
+    assert eq["dla_takes_qdq"] is (trt == "11.4") and eq["url"].startswith("https://")
+    assert eq["confidence"] == ("documented" if trt == "11.4" else "unverified")
+    # every Q/DQ node is accounted for: folded into weights, fused into a layer, or a layer of its own
+    assert eq["weights_folded"] + eq["fused"] + eq["separate_layers"] == eq["nodes"] == 199
+    # fused Q/DQ nodes are listed with the layer that absorbed them
+    if trt == "11.4":
+        qdq_nodes = [n for n in data["nodes"] if n["op"] in ("QuantizeLinear", "DequantizeLinear")
+                     and n["status"] != "folded"]
+        # on the layers around them: DLA, except the 4 fused into the two GPU layers (GlobalAveragePool, the
+        # reshape after the classifier) and the Flatten's pair, whose no-op reshape the builder removes
+        status = [n["status"] for n in qdq_nodes]
+        assert status.count("dla") == 126 and status.count("gpu") == 4 and status.count("no-layer") == 2
+    assert r.explicit_quantization is not None and check(str(FLOAT_MODEL), db).explicit_quantization is None
