@@ -178,7 +178,7 @@ def _died(rc: int | None, tail: str) -> tuple[str, str]:
         return "memory", f"worker died (exit {rc}) out of memory"
     # faulthandler lists the innermost frame first
     frame = re.search(r'File "[^"]*?/((?:dlarules|fuzzing)/[^"]+)", line \d+ in (\S+)', tail)
-    why = re.search(r"(Assertion .{0,80}failed|Fatal Python error: \w+|Segmentation fault)", tail)
+    why = re.search(r"(Assertion .{0,80}failed|Fatal Python error: [\w ]+|Segmentation fault)", tail)
     where = f" @ {frame.group(1)}:{frame.group(2)}" if frame else ""
     return "crash", f"worker died (exit {rc}){where}: {why.group(1) if why else 'no message'}"
 

@@ -148,3 +148,20 @@ def test_a_written_model_is_checked(tmp_path):
     good.ir_version = 7
     onnx.save(good, tmp_path / "good.onnx")
     assert _check_model_file(tmp_path / "good.onnx") is None
+
+
+def test_the_campaign_classifies_dead_workers(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_fuzz", Path(__file__).resolve().parents[1] / "bench" / "fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    seg = ('@@seed 1\n@@seed 2\nFatal Python error: Segmentation fault\n\nCurrent thread (most recent call first):\n'
+           '  File "/x/site-packages/onnx/helper.py", line 436 in make_tensor\n'
+           '  File "/work/main/dlarules/fix.py", line 158 in _export\n')
+    assert fuzz._died(-11, seg) == ("crash", "worker died (exit -11) @ dlarules/fix.py:_export: "
+                                             "Fatal Python error: Segmentation fault")
+    assert fuzz._died(-6, "@@seed 3\nterminate called after throwing an instance of 'std::bad_alloc'")[0] == "memory"
+    # the previous run's stack is not this run's
+    assert "fix.py" not in fuzz._died(-9, seg + "@@seed 3\n")[1]
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    assert fuzz.campaign(0.01, 1, shared / "x", 1.0, 2.0) == 2
