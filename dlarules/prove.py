@@ -52,27 +52,9 @@ class Proof:
 
 
 def _read_npz(npz: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """The arrays of an --inputs .npz: a regular file, arrays of numbers, within MAX_PROOF_BYTES uncompressed
-    (checked from the archive's directory before anything is decompressed)."""
-    import zipfile
-    from .readers import MAX_NPZ_BYTES, vet_input
-    vet_input(npz, "an .npz file of inputs", MAX_NPZ_BYTES)
-    try:
-        with zipfile.ZipFile(npz) as z:
-            declared = sum(i.file_size for i in z.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DlarulesError(npz, f"cannot read the inputs .npz: {clip(first_line(exc), 120)}") from None
-    if declared > MAX_PROOF_BYTES:
-        raise DlarulesError(npz, f"its arrays hold {declared:,} bytes, over the proof's limit of {MAX_PROOF_BYTES:,}")
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            given = {k: data[k] for k in data.files}
-    except Exception as exc:
-        raise DlarulesError(npz, f"cannot read the inputs .npz: {clip(first_line(exc), 120)}") from None
-    for k, a in given.items():
-        if a.dtype.kind not in "biuf":
-            raise DlarulesError(npz, f"array {clip(repr(k), 60)} holds {a.dtype} values, not numbers")
-    return given
+    """The arrays of an --inputs .npz (readers.read_npz: a regular file, numbers, within MAX_PROOF_BYTES)."""
+    from .readers import read_npz
+    return read_npz(npz, "the proof's inputs", MAX_PROOF_BYTES)
 
 
 def _inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None, seed: int,

@@ -10,7 +10,8 @@ Limits (each a constant here, the model one also an environment variable):
   model file read whole     MAX_MODEL_BYTES  1 GiB (DLARULES_MAX_MODEL_MB); weights in external data do not count
   build log                 MAX_LOG_BYTES    256 MiB
   rule / releases YAML      MAX_YAML_BYTES   8 MiB, and MAX_YAML_NODES 200,000 nodes once aliases are expanded
-  .npz proof inputs         MAX_NPZ_BYTES    1 GiB on disk (what the arrays hold is budgeted by prove.py)
+  .npz inputs               MAX_NPZ_BYTES    1 GiB on disk; what the arrays hold uncompressed is the caller's
+                                             budget (prove.MAX_PROOF_BYTES, calibration.MAX_CALIBRATION_BYTES)
 """
 from __future__ import annotations
 
@@ -160,6 +161,33 @@ def load_yaml(path: str | os.PathLike[str], loader: type, what: str = "a YAML ru
         return ld.construct_document(node)
     finally:
         ld.dispose()
+
+
+def read_npz(path: str | os.PathLike[str], what: str, max_array_bytes: int) -> dict[str, Any]:
+    """The arrays of an .npz: a regular file within MAX_NPZ_BYTES, arrays of numbers (no pickles, no strings)
+    holding at most `max_array_bytes` uncompressed, checked from the archive's directory before anything is
+    decompressed (a small zip may expand to gigabytes)."""
+    import zipfile
+    import numpy as np
+    from .errors import clip, first_line
+    vet_input(path, what, MAX_NPZ_BYTES)
+    try:
+        with zipfile.ZipFile(path) as z:
+            declared = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DlarulesError(path, f"not a readable .npz file ({clip(first_line(exc), 120)})") from None
+    if declared > max_array_bytes:
+        raise DlarulesError(path, f"its arrays hold {declared:,} bytes, over the limit of {max_array_bytes:,} "
+                                  f"for {what}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:   # numpy raises ValueError, OSError, zipfile and pickle errors
+        raise DlarulesError(path, f"not a readable .npz file ({clip(first_line(exc), 120)})") from None
+    for k, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise DlarulesError(path, f"array {clip(repr(k), 60)} holds {a.dtype} values, not numbers")
+    return arrays
 
 
 def is_regular(path: Path) -> bool:

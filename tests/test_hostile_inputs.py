@@ -166,3 +166,13 @@ def test_rules_docs_out_must_be_a_folder(tmp_path):
     f.write_text("")
     r = run_cli("rules", "docs", "--out", str(f))
     assert r.returncode == 2 and "cannot create the folder" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_npz_is_budgeted_before_decompressing(tmp_path, monkeypatch):
+    from dlarules import prove
+    p = tmp_path / "z.npz"
+    np.savez_compressed(p, x=np.zeros((1 << 20,), np.float32))   # 4 MiB of zeros, a few KiB on disk
+    assert p.stat().st_size < 100_000
+    monkeypatch.setattr(prove, "MAX_PROOF_BYTES", 1 << 20)
+    with pytest.raises(DlarulesError, match="over the limit"):
+        prove._read_npz(p)

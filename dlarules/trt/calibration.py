@@ -30,6 +30,10 @@ def calibration_batches(specs: InputSpecs, npz: Path | None, *, seed: int = 0) -
     return _from_npz(specs, npz)
 
 
+# Calibration batches are all held in memory for the build: an .npz whose arrays hold more is refused.
+MAX_CALIBRATION_BYTES = 2 << 30
+
+
 def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     dt = np.dtype(dtype)
     if dt.kind in "iub":
@@ -38,11 +42,12 @@ def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.
 
 
 def _from_npz(specs: InputSpecs, npz: Path) -> list[dict[str, np.ndarray]]:
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise OptionError("--inputs", f"{npz}: not a readable .npz file ({exc})") from None
+    from ..errors import DlarulesError
+    from ..readers import read_npz
+    try:   # a regular file of numbers within the budget (readers.read_npz)
+        arrays = read_npz(npz, "calibration data", MAX_CALIBRATION_BYTES)
+    except DlarulesError as exc:
+        raise OptionError("--inputs", f"{npz}: {exc.problem}") from None
     missing = [n for n in specs if n not in arrays]
     if missing:
         raise OptionError("--inputs", f"{npz}: no array for input(s) {', '.join(missing)} "
