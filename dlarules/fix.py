@@ -345,11 +345,14 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     excluded = set(exclude) if exclude is not None else None
     fixer = _Fixer(db, target, input_shapes, allowed, excluded, allow_approx)
     stripped, first = _strip_qdq(model, db, target, input_shapes, allowed, excluded, allow_approx)
-    requant = None
+    requant = float_model = None
     if stripped is not None:
         from .recipes import qdq
         # taken before the per-layer rounds rewrite the float model in place
         requant = qdq.requantized_probes(stripped) if verify else None
+        if verify:
+            float_model = onnx.ModelProto()
+            float_model.CopyFrom(stripped.model)
         model = stripped.model
     before, model, after = fixer.run(model)
     before = first or before
@@ -373,6 +376,12 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
         t = time.perf_counter()
         if stripped is not None:
             result.proof = _qdq_proof(original, model, stripped, requant, input_shapes, inputs, str(source))
+            if fixer.changes:
+                # the per-layer rewrites after the strip: proven on the float model, as every rewrite is
+                later = prove(float_model, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
+                              source=str(source))
+                result.proof.outputs += [replace(o, name=f"{o.name} (the per-layer rewrites on the float model, "
+                                                         f"rtol {rtol:g}, atol {atol:g}, seeded random inputs)") for o in later.outputs]
         else:
             result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
                                  source=str(source))

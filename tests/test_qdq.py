@@ -285,3 +285,17 @@ def test_json_report_states_the_qdq_handling_and_validates(db, trt):
         status = [n["status"] for n in qdq_nodes]
         assert status.count("dla") == 126 and status.count("gpu") == 4 and status.count("no-layer") == 2
     assert r.explicit_quantization is not None and check(str(FLOAT_MODEL), db).explicit_quantization is None
+
+
+def test_per_layer_rewrites_after_the_strip_are_proven_on_the_float_model(db, tmp_path):
+    """With --allow-approx the strip runs, then the per-layer recipes (here hardswish-decompose, Orin 8.6 INT8);
+    those are proven like every rewrite, on the float model before and after them."""
+    m = _qdq_conv_model()
+    m.graph.node[-1].op_type = "HardSwish"
+    src = tmp_path / "h.onnx"
+    onnx.save(m, str(src))
+    result = fix(str(src), db, db.target("orin", "8.6", precision="int8"), allow_approx=True)
+    assert [c.recipe for c in result.changes] == ["qdq-to-calibration", "hardswish-decompose"]
+    later = [o for o in result.proof.outputs if "per-layer rewrites" in o.name]
+    assert len(later) == 1 and later[0].gate and later[0].passed
+    assert result.proof.passed
