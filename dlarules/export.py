@@ -34,6 +34,8 @@ def export(db: RuleDB, target: Target | None = None) -> dict[str, Any]:
                       "loadable_limit": r.loadable_limit, "loadable_evidence": r.loadable_evidence,
                       "dla": dict(r.dla), "parser": dict(r.parser)} for r in db.releases],
         "jetpack": db.jetpack,
+        # limits on a DLA subgraph as a whole, for a reimplementation of the partition (docs/architecture.md)
+        "subgraph_limits": db.subgraph_limits,
         "layer_kinds": KINDS,
         "context_fields": CONTEXT_FIELDS,
         "rules": [_rule(r) for r in rules],
