@@ -380,8 +380,8 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
                 # the per-layer rewrites after the strip: proven on the float model, as every rewrite is
                 later = prove(float_model, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
                               source=str(source))
-                result.proof.outputs += [replace(o, name=f"{o.name} (the per-layer rewrites on the float model, "
-                                                         f"rtol {rtol:g}, atol {atol:g}, seeded random inputs)") for o in later.outputs]
+                label = f"the per-layer rewrites on the float model, rtol {rtol:g}, atol {atol:g}, random inputs"
+                result.proof.outputs += [replace(o, name=f"{o.name} ({label})") for o in later.outputs]
         else:
             result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
                                  source=str(source))
@@ -427,8 +427,8 @@ def _qdq_proof(original: onnx.ModelProto, model: onnx.ModelProto, stripped: Any,
                   feeds=feeds)
     outs = [replace(o, name=f"{o.name} (float model + its recorded quantizers: exact)") for o in exact.outputs]
     outs.append(OutputError(f"{len(probes)} quantized tensor(s): float layer, clamped to the pair's range, vs Q/DQ "
-                            f"value, in quantization steps (at most 0.5; {saturated} element(s) saturated)", steps, steps,
-                            steps <= 0.5 + 1e-3))
+                            f"value, in quantization steps (at most 0.5; {saturated} element(s) saturated)",
+                            steps, steps, steps <= 0.5 + 1e-3))
     outs += [replace(o, name=f"{o.name} (float model vs Q/DQ model, shown; {tol:.3g} = half the output step per "
                              f"quantized tensor)", gate=False) for o in shown.outputs]
     return Proof(outs, 0.0, 0.0, exact.inputs)

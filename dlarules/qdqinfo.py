@@ -56,8 +56,9 @@ def lines(info: dict[str, Any] | None, trt: str) -> list[str]:
     what = (f"{info['fused']} fused into their neighbours, which run in INT8" if info["dla_takes_qdq"] else
             f"{info['separate_layers']} stay QUANTIZE/DEQUANTIZE layers (DLA on TensorRT {trt} does not take Q/DQ "
             f"networks; fix: qdq-to-calibration)")
+    url = f" <{info['url']}>" if info["url"] else ""
     out = [f"explicit quantization: {info['nodes']} Q/DQ node(s): {info['weights_folded']} on weights folded into "
-           f"them, {what}  [{info['confidence']}: {info['source']}" + (f" <{info['url']}>" if info["url"] else "") + "]"]
+           f"them, {what}  [{info['confidence']}: {info['source']}{url}]"]
     if info["asymmetric_nodes"]:
         cure = ("qdq-to-calibration turns their ranges into symmetric scales" if not info["dla_takes_qdq"] else
                 "re-quantize with symmetric activations (onnxruntime ActivationSymmetric, TensorRT Model Optimizer)")

@@ -79,12 +79,14 @@ def test_small_qdq_network_fuses_on_11_4_and_stays_split_before(db):
     assert [v.kind for v in split.gpu_layers].count("QUANTIZE") == 2
     rules = {f.rule: f for v in split.gpu_layers for f in v.findings}
     assert rules["QDQ-EXPLICIT"].fix == "qdq-to-calibration"
-    assert split.explicit_quantization["separate_layers"] == 4 and split.explicit_quantization["fix"] == "qdq-to-calibration"
+    eq = split.explicit_quantization
+    assert eq["separate_layers"] == 4 and eq["fix"] == "qdq-to-calibration"
 
 
 def test_unpaired_quantize_stays_a_layer_and_is_judged(db):
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], name="lonely_q")]
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
     g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 4, 8, 8])], inits)
     r = check(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), db, hardware="orin", trt="11.4")
@@ -212,7 +214,8 @@ def test_dq_read_by_a_layer_without_int8_stays_a_layer(db):
     SoftMax (no INT8 implementation) stays a DEQUANTIZE layer."""
     rng = np.random.default_rng(1)
     inits = [numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w"),
-             numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+             numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
              helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"], name="c_q"),
              helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd"], name="c_dq"),
