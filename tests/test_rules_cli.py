@@ -33,6 +33,18 @@ def test_show_everything_about_a_rule():
     assert r.returncode == 2 and "no such rule (did you mean POOL-WINDOW" in r.stderr
 
 
+def test_show_tells_the_documented_limit_and_the_observed_evidence_apart():
+    # POOL-INT8-AVG: NVIDIA's condition (source) and what real builds showed, each with its scope (evidence)
+    r = run_cli("rules", "show", "POOL-INT8-AVG")
+    assert r.returncode == 0
+    out = r.stdout
+    assert "- Confidence: observed" in out
+    assert "the dynamic ranges for input and output tensors must be equal" in out      # NvInfer.h, the limit
+    assert "- Evidence (observed; Xavier, TensorRT 8.5" in out and "/spp/scale1/scale1.0/AveragePool" in out
+    assert "- Evidence (observed; Orin, TensorRT 8.4" in out                            # on DLA: why it starts at 8.5
+    assert "- Evidence (documented; TensorRT 8.4 Developer Guide" in out
+
+
 def test_diff_between_releases():
     r = run_cli("rules", "diff", "--target", "orin", "--from", "8.6", "--to", "10.3")
     assert r.returncode == 0 and "~ EW-OP" in r.stdout and "+ EW-POW-CONST" in r.stdout
