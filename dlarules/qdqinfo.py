@@ -30,6 +30,10 @@ def summary(lg: LayerGraph, target: Target) -> dict[str, Any] | None:
     folded = sum(1 for n in nodes if n.index in graph.folded)
     separate = sum(1 for x in lg.layers if x.kind in ("QUANTIZE", "DEQUANTIZE"))
     asym = [n.name for n in nodes if _nonzero_zero_point(graph, n)]
+    # onnxruntime quantizes biases to int32; TensorRT's parser refuses a DequantizeLinear of int32 (real log,
+    # lyuwenyu/RT-DETR#343: "DequantizeLinear.1357: only activation types allowed as input to this layer")
+    int32 = [n.name for n in nodes if n.op == "DequantizeLinear" and n.inputs and graph.tensor(n.inputs[0]).dtype
+             in ("int32", "INT32")]
     takes = bool(eq.get("dla", False))
     out: dict[str, Any] = {
         "nodes": len(nodes), "weights_folded": folded, "separate_layers": separate,
@@ -37,6 +41,7 @@ def summary(lg: LayerGraph, target: Target) -> dict[str, Any] | None:
         "confidence": str(eq.get("confidence", "unverified")), "source": str(src.get("doc", "")),
         "url": str(src.get("url", "")), "quote": str(src.get("quote", "")),
         "fix": None if takes else "qdq-to-calibration", "asymmetric_nodes": len(asym),
+        "int32_dequantize_nodes": len(int32),
     }
     return out
 
@@ -64,4 +69,9 @@ def lines(info: dict[str, Any] | None, trt: str) -> list[str]:
                 "re-quantize with symmetric activations (onnxruntime ActivationSymmetric, TensorRT Model Optimizer)")
         out.append(f"  warning: {info['asymmetric_nodes']} Q/DQ node(s) have a non-zero zero point; TensorRT's ONNX "
                    f"parser rejects them (\"TensorRT only supports symmetric quantization\"); {cure}")
+    if info.get("int32_dequantize_nodes"):
+        out.append(f"  warning: {info['int32_dequantize_nodes']} DequantizeLinear node(s) read int32 (quantized biases); "
+                   f"TensorRT's ONNX parser rejects them (\"only activation types allowed as input to this layer\", "
+                   f"lyuwenyu/RT-DETR#343); quantize without biases (onnxruntime QuantizeBias=False)"
+                   + ("" if info["dla_takes_qdq"] else " or use qdq-to-calibration (it folds them into float biases)"))
     return out

@@ -102,6 +102,7 @@ def test_corpus_qdq_model_on_every_orin_release(db):
         info = r.explicit_quantization
         assert info is not None and info["nodes"] == 199 and info["source"], trt
         assert info["asymmetric_nodes"] == 132    # onnxruntime's asymmetric activations: the parser rejects them
+        assert info["int32_dequantize_nodes"] == 14   # and its int32 biases
         if rel.explicit_quantization["dla"]:
             # 11.x builds a float model in FP32 (strongly typed, no --int8): its INT8 placement is the last one
             # a release with an INT8 build mode gives (10.7)
