@@ -303,3 +303,36 @@ def test_per_layer_rewrites_after_the_strip_are_proven_on_the_float_model(db, tm
     later = [o for o in result.proof.outputs if "per-layer rewrites" in o.name]
     assert len(later) == 1 and later[0].gate and later[0].passed
     assert result.proof.passed
+
+
+def test_qat_export_per_channel_weights_and_constant_node_scales(db):
+    """pytorch-quantization / Model Optimizer form: float weights behind a per-channel Q -> DQ (axis 0), activation
+    scales and zero points as Constant nodes. The weights become the fake-quantized float weights TensorRT would
+    use; the re-quantized float model equals the Q/DQ model exactly."""
+    from dlarules.prove import run
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    ws = (np.abs(w).reshape(6, -1).max(axis=1) / 127).astype(np.float32)
+    const = lambda name, v: helper.make_node("Constant", [], [name], name=f"{name}_c",  # noqa: E731
+                                             value=numpy_helper.from_array(v, name))
+    nodes = [const("a_s", np.array(0.03, np.float32)), const("a_z", np.array(0, np.int8)),
+             helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"], name="x_q"),
+             helper.make_node("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"], name="x_dq"),
+             helper.make_node("QuantizeLinear", ["w", "w_s", "w_z"], ["wq"], name="w_q", axis=0),
+             helper.make_node("DequantizeLinear", ["wq", "w_s", "w_z"], ["wd"], name="w_dq", axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], name="conv", pads=[1, 1, 1, 1])]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(ws, "w_s"),
+             numpy_helper.from_array(np.zeros(6, np.int8), "w_z")]
+    g = helper.make_graph(nodes, "qat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    s = qdq.strip(m)
+    assert s.weights == 1 and s.pairs == 1 and s.scales == {"x": pytest.approx(0.03)} and not s.left
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in s.model.graph.node)
+    folded = {i.name: numpy_helper.to_array(i) for i in s.model.graph.initializer}["wd"]
+    fq = np.clip(np.rint(w / ws[:, None, None, None]), -128, 127) * ws[:, None, None, None]
+    assert np.allclose(folded, fq, rtol=0, atol=1e-7)
+    x = {"x": rng.uniform(-3.8, 3.8, (1, 3, 8, 8)).astype(np.float32)}
+    assert np.array_equal(run(qdq.requantized(s), x, "requantized")["y"], run(m, x, "qat")["y"])
+    # the conv is on DLA once stripped (Orin 8.6 INT8); with the Q/DQ it is the QUANTIZE/DEQUANTIZE that is not
+    assert check(s.model, db, hardware="orin", trt="8.6", precision="int8").summary["layers_on_gpu"] == 0
