@@ -97,14 +97,14 @@ def make_case(d: Draw, source: str | None = None, kind: str | None = None) -> Ca
     if source is None:
         source = "graph" if not available() or d.chance(0.65) else "mutant"
     extra: dict[str, bytes] = {}
+    kind = kind or d.choice(["check", "check", "fix", "fix", "compare", "api"])
     if source == "graph":
-        g = build_graph(d)
+        g = build_graph(d, fixable=kind == "fix" and d.chance(0.6))
         data, shapes, label = g.model.SerializeToString(), g.dynamic, "graph " + ",".join(g.ops)
     else:
         mu = mutate_model(d)
         data, shapes, extra, label = mu.data, mu.shapes, mu.extra, f"mutant {mu.source}: " + "; ".join(mu.edits)
     files = {"m.onnx": data, **extra}
-    kind = kind or d.choice(["check", "check", "fix", "fix", "compare", "api"])
     if kind == "api":
         target = d.choice(list(TARGETS))
         api: dict[str, Any] = {"hardware": target, "proto": d.chance(0.3)}
@@ -132,7 +132,7 @@ def make_case(d: Draw, source: str | None = None, kind: str | None = None) -> Ca
             args += ["-o", "cmp.out"]
     else:
         args += ["--format", fmt]
-        if d.chance(0.4):
+        if d.chance(0.25):
             args.append("--dry-run")
         else:
             args += ["-o", "out/fixed.onnx"]

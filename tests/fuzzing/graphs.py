@@ -672,16 +672,30 @@ class GenModel:
     ops: list[str]
 
 
-def build_graph(d: Draw, max_nodes: int = 6) -> GenModel:
-    """A small ONNX model: 1-2 inputs, up to max_nodes nodes, the last tensors as outputs."""
-    opset = d.choice([13, 17, 11, 19, 21, 7, 8, 9, 10, 12, 14, 15, 16, 18, 20])
+def fixable_ops() -> list[str]:
+    """The ops some fix recipe rewrites (dlarules.recipes.registry), that the generator can build."""
+    from dlarules.recipes.registry import REGISTRY
+    return sorted({op for r in REGISTRY.values() for op in r.ops} & set(BUILDERS))
+
+
+def build_graph(d: Draw, max_nodes: int = 6, fixable: bool = False) -> GenModel:
+    """A small ONNX model: 1-2 inputs, up to max_nodes nodes, the last tensors as outputs. `fixable`: a plain
+    4-D float input and mostly ops that fix recipes rewrite, so `fix` has something to rewrite, prove and write."""
+    opset = d.choice([13, 17, 11, 19, 21, 7, 8, 9, 10, 12, 14, 15, 16, 18, 20] if not fixable else [13, 17, 11, 19])
     b = Builder(d, opset)
-    _input(b)
+    if fixable:
+        dims = [1, d.choice([8, 3, 4, 16]), d.choice([16, 8, 32]), d.choice([16, 8, 32])]
+        t = T(b.name("in"), tuple(dims), F32)
+        b.inputs.append(helper.make_tensor_value_info(t.name, F32, dims))
+        b.pool.append(t)
+    else:
+        _input(b)
     if d.chance(0.2):
         _input(b)
     domains: dict[str, int] = {}
     ops_used: list[str] = []
     ops = sorted(BUILDERS)
+    fix_ops = fixable_ops() if fixable else []
     n_nodes = d.int(1, max_nodes)
     tries = 0
     while len(ops_used) < n_nodes and tries < 4 * max_nodes:
@@ -706,7 +720,10 @@ def build_graph(d: Draw, max_nodes: int = 6) -> GenModel:
             b.pool.append(T(outs[0], None, x.dtype))
             ops_used.append("unknown")
             continue
-        op = d.choice(COMMON_OPS) if kind < 10 else d.choice(ops)
+        if fixable and kind < 14:
+            op = d.choice(fix_ops)
+        else:
+            op = d.choice(COMMON_OPS) if kind < 10 else d.choice(ops)
         try:
             ins, attrs, n_out = BUILDERS[op](b, op)
         except Skip:
