@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import warnings
@@ -224,6 +225,9 @@ def fix(
     from .prove import npz_path
     from .report.fixtext import render_fix
     _check_format(fmt)
+    for option, value in (("--rtol", rtol), ("--atol", atol)):
+        if not math.isfinite(value) or value < 0:
+            raise OptionError(option, f"{value:g} is not a tolerance (a finite number >= 0)")
     db = _db(rules)
     t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
     out = output or default_output(model)

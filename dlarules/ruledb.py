@@ -331,7 +331,7 @@ class RawDB:
 
 
 def _rule_files(d: Path) -> list[Path]:
-    if not d.is_dir():
+    if not os.path.isdir(d):   # (False, not an exception, for a name over the file system's limit)
         return [d]   # a file (or a FIFO, a device): _read_yaml says what is wrong with it
     return sorted(p for p in d.glob("*.yaml") if p.name != RELEASES_FILE)
 
@@ -426,8 +426,12 @@ def _read_uncached(dirs: list[Path]) -> RawDB:
     by_id: dict[str, list[dict]] = {}
     order: list[str] = []
     for i, d in enumerate(dirs):
-        if not d.exists():
-            raise RulesError(d, "rules directory not found")
+        try:
+            os.stat(d)
+        except FileNotFoundError:
+            raise RulesError(d, "rules directory not found") from None
+        except (OSError, ValueError) as exc:   # a name over the file system's limit, a NUL byte, a link loop
+            raise RulesError(d, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
         m, rules, probs = _read_dir(d, is_base=i == 0)
         problems += probs
         if isinstance(m, dict):

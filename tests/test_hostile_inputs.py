@@ -176,3 +176,13 @@ def test_npz_is_budgeted_before_decompressing(tmp_path, monkeypatch):
     monkeypatch.setattr(prove, "MAX_PROOF_BYTES", 1 << 20)
     with pytest.raises(DlarulesError, match="over the limit"):
         prove._read_npz(p)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["fix", str(EXAMPLE), "--dry-run", "--rtol", "nan"], "--rtol"),
+    (["fix", str(EXAMPLE), "--dry-run", "--atol", "-1"], "--atol"),
+    (["check", str(EXAMPLE), "--rules", "r" * 4000], "cannot read"),
+])
+def test_option_values_are_one_line(args, needle):
+    r = run_cli(*args)
+    assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1 and len(r.stderr) <= 301
