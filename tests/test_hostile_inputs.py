@@ -186,3 +186,17 @@ def test_npz_is_budgeted_before_decompressing(tmp_path, monkeypatch):
 def test_option_values_are_one_line(args, needle):
     r = run_cli(*args)
     assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1 and len(r.stderr) <= 301
+
+
+def test_a_constant_whose_data_does_not_fit_is_no_constant():
+    """bench/fuzz.py seed 303603911792: a Constant whose value holds no data for its shape crashed fix."""
+    import onnx_graphsurgeon as gs
+    from dlarules.recipes.base import constant_value
+    t = onnx.TensorProto(data_type=TensorProto.FLOAT, name="v")   # a scalar with no bytes
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("Constant", [], ["c"], value=t), helper.make_node("Add", ["x", "c"], ["y"])],
+                          "g", [x], [y])
+    graph = gs.import_onnx(helper.make_model(g))
+    add = next(n for n in graph.nodes if n.op == "Add")
+    assert constant_value(add.inputs[1]) is None

@@ -135,7 +135,15 @@ def assign(lst: list, items: list) -> None:
 
 
 def constant_value(t: gs.Tensor) -> np.ndarray | None:
-    """The value of a constant input (an initializer or a Constant node's output), else None."""
+    """The value of a constant input (an initializer or a Constant node's output), else None (also when its data
+    cannot be read: a tensor whose bytes do not fit its shape or type is no constant a recipe can use)."""
+    try:
+        return _constant_value(t)
+    except (ValueError, TypeError, KeyError, OSError):
+        return None
+
+
+def _constant_value(t: gs.Tensor) -> np.ndarray | None:
     if isinstance(t, gs.Constant):
         return np.asarray(t.values)
     if len(t.inputs) == 1 and t.inputs[0].op == "Constant":
