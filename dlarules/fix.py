@@ -172,6 +172,15 @@ def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+class _Unexportable(DlarulesError):
+    """The rewritten neighbourhood cannot be exported back to ONNX (a defect of the rewrite, handled as one that
+    does not load)."""
+
+    def __init__(self, applied: list, exc: Exception) -> None:
+        super().__init__(None, f"onnx-graphsurgeon cannot write it back: {clip(first_line(exc), 100)}")
+        self.applied = applied
+
+
 class _Fixer:
     def __init__(self, db: RuleDB, target: Target, shapes: Mapping[str, tuple[int, ...]] | None,
                  allowed: set[str] | None, excluded: set[str] | None, allow_approx: bool) -> None:
@@ -211,7 +220,11 @@ class _Fixer:
                                                       for n, recipes in plan.items() if n in ix.by_name))
         local = splice.extract(ix, span, graph)
         reserved = splice.names_in(model)
-        trial = self._apply_local(local, plan, shapes, dtypes, reserved, record=True)
+        try:
+            trial = self._apply_local(local, plan, shapes, dtypes, reserved, record=True)
+        except _Unexportable as exc:
+            self.time["rewrite"] += time.perf_counter() - t
+            return self._unloadable(model, report, plan, exc.applied, exc)
         if not trial[0]:
             self.time["rewrite"] += time.perf_counter() - t
             return False
@@ -302,7 +315,10 @@ class _Fixer:
         if not applied:
             return [], local
         g.cleanup()
-        return applied, _export(g, local)
+        try:
+            return applied, _export(g, local)
+        except ValueError as exc:   # graphsurgeon cannot write back an empty list attribute (Conv strides=[])
+            raise _Unexportable(applied, exc) from None
 
 
 def _reach(recipes: list[tuple[str, list[str]]]) -> int:

@@ -86,3 +86,22 @@ def test_fix_names_an_output_of_unknown_element_type(tmp_path):
     out = run_case(case, tmp_path / "run")
     assert out.category == "ok" and out.rc == 2, out
     assert "m.onnx: output 'y' has element type 99" in out.detail
+
+
+def test_fix_survives_an_attribute_graphsurgeon_cannot_write_back(tmp_path, capsys):
+    # a Conv with an empty `strides` list: onnx-graphsurgeon's export raised ValueError (exit 3); the rewrite of
+    # its neighbourhood is now reported as not kept
+    from onnx import AttributeProto
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    conv.attribute.append(AttributeProto(name="strides", type=AttributeProto.INTS))
+    inits = [numpy_helper.from_array(np.full([4, 3, 3, 3], 0.1, np.float32), "w"),
+             numpy_helper.from_array(np.array(2.0, np.float32), "k")]
+    m = helper.make_model(helper.make_graph([conv, helper.make_node("Div", ["c", "k"], ["y"], name="div")], "g", [x],
+                                            [y], inits), opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    case = _case(m.SerializeToString(), "fix", "m.onnx", "--target", "orin", "--trt", "8.6", "--format", "json",
+                 "--dry-run")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok" and out.rc in (0, 1), out
