@@ -105,3 +105,35 @@ def test_fix_survives_an_attribute_graphsurgeon_cannot_write_back(tmp_path, caps
                  "--dry-run")
     out = run_case(case, tmp_path / "run")
     assert out.category == "ok" and out.rc in (0, 1), out
+
+
+def _model(nodes: list, inits: list, x_shape: list[int], y_shape: list[int] | None) -> bytes:
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x_shape)
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, y_shape)
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+def test_maxpool_cascade_refuses_an_absurd_window(tmp_path):
+    # kernel_shape [2**62, 2]: maxpool-cascade built a list of 6.6e17 windows (MemoryError)
+    pool = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2 ** 62, 2], strides=[2, 2])
+    case = _case(_model([pool], [], [1, 8, 16, 16], None), "fix", "m.onnx", "--target", "orin", "--trt", "10.0",
+                 "--dry-run", "--all")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok", out
+
+
+def test_shuffle_chain_with_a_malformed_perm_is_not_rewritten(tmp_path):
+    # a Transpose whose perm attribute is a FLOAT: shuffle-chain-to-conv's _layout_of raised TypeError
+    from onnx import AttributeProto
+    t = helper.make_node("Transpose", ["a"], ["b"], name="t")
+    t.attribute.append(AttributeProto(name="perm", type=AttributeProto.FLOAT, f=1.0))
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["a"], name="r1"), t,
+             helper.make_node("Reshape", ["b", "s2"], ["y"], name="r2")]
+    inits = [numpy_helper.from_array(np.array([1, 2, 2, 8, 8], np.int64), "s1"),
+             numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "s2")]
+    case = _case(_model(nodes, inits, [1, 4, 8, 8], [1, 4, 8, 8]), "fix", "m.onnx", "--target", "orin", "--trt",
+                 "10.3", "--dry-run", "--all")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok", out

@@ -12,6 +12,7 @@ from .base import (Change, Context, Recipe, chain, constant_value, factor_window
 # DLA limits the recipes aim for (POOL-WINDOW, POOL-PADDING, CONV-KERNEL in rules/); the fix re-checks the result.
 POOL_WINDOW = 8
 POOL_PADDING = 7
+MAX_CASCADE = 16   # stride-1 max pools chained for one window (16 cover a 113x113 window; SPP's 13x13 takes 2)
 CONV_KERNEL = 32
 CBUF_BANKS = 16
 
@@ -159,6 +160,13 @@ def _check_maxpool(node: gs.Node, ctx: Context) -> str | None:
         return "auto_pad SAME is not rewritten"
     if max(k) <= POOL_WINDOW:
         return f"window {k[0]}x{k[1]} already fits"
+    shape, pads = ctx.shape(node.inputs[0]), list(a.get("pads", [0, 0, 0, 0]))
+    if shape is not None and len(shape) == 4 and len(pads) == 4 and \
+            (k[0] > shape[2] + pads[0] + pads[2] or k[1] > shape[3] + pads[1] + pads[3]):
+        return f"window {k[0]}x{k[1]} is larger than the padded input"
+    n = max(-(-(kk - 1) // (POOL_WINDOW - 1)) for kk in k)
+    if n > MAX_CASCADE:   # a malformed window (2**62) would build a chain as long as itself
+        return f"the cascade would take {n} pooling layers, over {MAX_CASCADE}"
     return None
 
 

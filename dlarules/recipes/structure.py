@@ -488,7 +488,10 @@ def _layout_of(chain_: tuple[gs.Node, gs.Node, gs.Node], ctx: Context) -> Layout
     if int(np.prod(shape)) > _MAX_VERIFY_ELEMENTS:
         return f"the tensor ({'x'.join(map(str, shape))}) is too large to verify what the chain computes"
     # Transpose without perm reverses the axes
-    perm = list(mid.attrs["perm"]) if "perm" in mid.attrs else list(range(len(mid_shape)))[::-1]
+    perm = mid.attrs["perm"] if "perm" in mid.attrs else list(range(len(mid_shape)))[::-1]
+    if not isinstance(perm, (list, tuple)) or not all(isinstance(p, (int, np.integer)) for p in perm):
+        return "the Transpose's perm is not a list of axes"   # a malformed attribute (a float, a string)
+    perm = [int(p) for p in perm]
     size = int(np.prod(shape))
     if sorted(perm) != list(range(len(mid_shape))) or int(np.prod(mid_shape)) != size or \
             int(np.prod(out_shape)) != size:
