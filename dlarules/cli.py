@@ -65,7 +65,7 @@ def _db(rules: Optional[List[Path]]):
 
 def _check_format(fmt: str) -> None:
     if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{fmt!r} is not text or json")
+        raise DlarulesError("--format", f"{clip(fmt, 40)!r} is not text or json")
 
 
 def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional[str], jetpack: Optional[str],
@@ -343,7 +343,7 @@ def rules_export(
     """The whole DB (or one selection) as one JSON document (schemas/ruledb.schema.json)."""
     from .export import export
     if fmt != "json":
-        raise DlarulesError("--format", f"{fmt!r}: the rule DB exports as json")
+        raise DlarulesError("--format", f"{clip(fmt, 40)!r}: the rule DB exports as json")
     db = _db(rules)
     t = db.target(target, trt, platform=platform, precision=precision) if target else None
     if trt and not target:
@@ -400,7 +400,7 @@ def rules_list(
         kind = layer.upper()
         from .layers import KINDS
         if kind not in KINDS:
-            raise DlarulesError("--layer", f"unknown layer kind {layer!r} (known: {', '.join(KINDS)})")
+            raise DlarulesError("--layer", f"unknown layer kind {clip(layer, 40)!r} (known: {', '.join(KINDS)})")
         entries = [r for r in entries if r.layers is None or kind in r.layers]
     for r in entries:
         layers = ",".join(r.layers) if r.layers else "*"

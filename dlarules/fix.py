@@ -86,7 +86,10 @@ def parse_recipe_list(text: str | None, option: str) -> set[str] | None:
     names = {n.strip() for n in text.split(",") if n.strip()}
     unknown = sorted(names - set(CATALOG))
     if unknown:
-        raise OptionError(option, f"unknown recipe(s) {', '.join(unknown)} (known: {', '.join(sorted(CATALOG))})")
+        known = ", ".join(sorted(CATALOG))
+        # the whole list when it fits the line, else where to find it
+        raise OptionError(option, f"unknown recipe(s) {clip(', '.join(unknown), 60)} (" +
+                          (f"known: {known}" if len(known) < 150 else "`dlarules recipes list` names them") + ")")
     return names
 
 
@@ -350,6 +353,8 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
         only: Iterable[str] | None = None, exclude: Iterable[str] | None = None, allow_approx: bool = False,
         verify: bool = True, inputs: str | None = None, rtol: float = 1e-3, atol: float = 1e-4) -> FixResult:
     """Rewrite a model for DLA; nothing is written here (see `write`)."""
+    from .prove import quiet_onnxruntime
+    quiet_onnxruntime()   # before any recipe: fold-constants runs onnxruntime too
     t0 = time.perf_counter()
     original = load_full(source)
     input_shapes = resolve_input_shapes(original, input_shapes, str(source)) or None

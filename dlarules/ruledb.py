@@ -480,6 +480,13 @@ def _mentions(*conds: Any, keys: tuple[str, ...] = (), attrs: tuple[str, ...] = 
 
 # ---------------------------------------------------------------------------------------------- the DB
 
+MAX_NAME = 40   # longer than any hardware, module, release, platform or mode name
+
+
+def _short(value: str | None) -> str | None:
+    return value if value is None or len(str(value)) <= MAX_NAME else clip(value, MAX_NAME)
+
+
 class RuleDB:
     """A loaded, checked rule database. Build with `RuleDB.load()`."""
 
@@ -680,6 +687,7 @@ class RuleDB:
     def resolve_module(self, name: str) -> tuple[str, Module | None]:
         """--target NAME -> (hardware family, module or None for a family name). A module without DLA, or an
         ambiguous name, is an error."""
+        name = _short(name)
         n = name.lower()
         if n in self.hardware:
             return n, None
@@ -763,6 +771,9 @@ class RuleDB:
 
     def target(self, hardware: str, trt: str | None = None, *, jetpack: str | None = None,
                platform: str | None = None, precision: str | None = None, dla_core: int | None = None) -> Target:
+        # a value over MAX_NAME characters names nothing in the DB: cut short, it stays unknown and the messages
+        # below quote it briefly (with the list of known values still on the line)
+        trt, jetpack, platform, precision = (_short(v) for v in (trt, jetpack, platform, precision))
         hw, module = self.resolve_module(hardware)
         if module is not None and module.platform:
             if platform is not None and platform != module.platform:

@@ -200,3 +200,11 @@ def test_a_constant_whose_data_does_not_fit_is_no_constant():
     graph = gs.import_onnx(helper.make_model(g))
     add = next(n for n in graph.nodes if n.op == "Add")
     assert constant_value(add.inputs[1]) is None
+
+
+@pytest.mark.parametrize("option", ["--target", "--trt", "--platform", "--precision", "--jetpack", "--format"])
+def test_long_option_values_are_quoted_short(option):
+    r = run_cli("check", str(EXAMPLE), option, "z" * 4000)
+    line = r.stderr.strip()
+    assert r.returncode == 2 and "\n" not in line and len(line) <= 300 and option in line
+    assert "z" * 41 not in line and not line.endswith("...")   # the value cut short, the message whole
