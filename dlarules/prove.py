@@ -95,11 +95,17 @@ def _inputs(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None
     return feeds
 
 
+def quiet_onnxruntime() -> None:
+    """ORT's default logger (not the session's) prints warnings while building a session (a deprecated Resize
+    attribute) and errors while running one (an allocation that overflows): fatal only, so stderr carries nothing
+    but our one line, which reports the error."""
+    import onnxruntime as ort
+    ort.set_default_logger_severity(4)
+
+
 def _session(model: onnx.ModelProto, where: str) -> Any:
     import onnxruntime as ort
-    # ORT's default logger (not the session's) prints some warnings while building a session, e.g. a deprecated
-    # Resize attribute: errors only, so stderr carries nothing but our one line
-    ort.set_default_logger_severity(3)
+    quiet_onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 4   # fatal only: a failing run is reported as one line of ours, not ORT's log
     # The proof compares the graphs as written, not what ORT's optimizer makes of them.

@@ -137,3 +137,15 @@ def test_shuffle_chain_with_a_malformed_perm_is_not_rewritten(tmp_path):
                  "10.3", "--dry-run", "--all")
     out = run_case(case, tmp_path / "run")
     assert out.category == "ok", out
+
+
+def test_onnxruntime_errors_stay_off_stderr(tmp_path):
+    # onnxruntime's default logger printed "[E:onnxruntime:Default, allocator.cc:99 ...] Integer overflow" on
+    # stderr above our error line (its level was ERROR; now FATAL only)
+    folder = HERE / "ort_alloc_error"
+    case = Case("fix", {"m.onnx": (folder / "m.onnx").read_bytes(), "weights.bin": (folder / "weights.bin").read_bytes()},
+                argv=["fix", "m.onnx", "--target", "orin", "--precision", "fp16", "--format", "json", "-o",
+                      "out/fixed.onnx", "--allow-approx", "--all"])
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok", out
+    assert out.rc == 2 and out.detail.startswith("dlarules: error: m.onnx: ") and "\n" not in out.detail
