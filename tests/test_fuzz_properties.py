@@ -33,7 +33,7 @@ _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_t
           HealthCheck.function_scoped_fixture]
 settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, database=None,
                           suppress_health_check=_QUIET, print_blob=True)
-settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=_QUIET)
+settings.register_profile("long", max_examples=2000, deadline=None, database=None, suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 _FEWER = max(1, settings().max_examples * 3 // 5)   # compare and api.check share most code with check
 
