@@ -149,3 +149,21 @@ def test_onnxruntime_errors_stay_off_stderr(tmp_path):
     out = run_case(case, tmp_path / "run")
     assert out.category == "ok", out
     assert out.rc == 2 and out.detail.startswith("dlarules: error: m.onnx: ") and "\n" not in out.detail
+
+
+def test_resize_recipe_on_an_opset_10_resize(tmp_path):
+    # resize-linear-to-nearest on Resize-10 (X, scales) assigned a slice to graphsurgeon's input list, which it
+    # does not support (AttributeError: 'list' object has no attribute 'outputs')
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 16, 16])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "scales"], ["y"], name="up", mode="linear")
+    m = helper.make_model(helper.make_graph([node], "g", [x], [y], [scales]),
+                          opset_imports=[helper.make_opsetid("", 10)])
+    m.ir_version = 5
+    # (then it set Resize-11 attributes Resize-10 does not have: the written model did not load in onnxruntime)
+    case = _case(m.SerializeToString(), "fix", "m.onnx", "--target", "xavier", "--trt", "8.5", "--allow-approx",
+                 "-o", "out/fixed.onnx", "--force")   # --force: write the approximate rewrite despite its error
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok" and out.rc == 1, out   # the judge ran onnx.checker and onnxruntime on the output
+    assert (tmp_path / "run" / "out" / "fixed.onnx").is_file()

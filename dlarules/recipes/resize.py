@@ -31,7 +31,7 @@ def _set_scales(ctx: Context, node: gs.Node, scales: list[float]) -> None:
     """Make the node a Resize(X, roi='', scales=const) (opset >= 11 form)."""
     const = ctx.const(f"{node.name}/scales", np.asarray(scales, dtype=np.float32))
     if (ctx.graph.opset or 13) < 11:
-        node.inputs[:] = [node.inputs[0], const]   # Resize-10: (X, scales)
+        assign(node.inputs, [node.inputs[0], const])   # Resize-10: (X, scales); gs lists take no slice assignment
     else:
         assign(node.inputs, [node.inputs[0], gs.Variable.empty(), const])
 
@@ -126,7 +126,10 @@ def _apply_to_nearest(node: gs.Node, ctx: Context) -> Change:
     src = ctx.shape(node.inputs[0])
     scales = _scales(ctx, node)
     exact = src is not None and src[2] == 1 and src[3] == 1   # from 1x1 every mode replicates the one value
-    node.attrs.update({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"})
+    node.attrs["mode"] = "nearest"
+    if node.op == "Resize" and (ctx.graph.opset or 13) >= 11:
+        # Resize-10 and Upsample have no such attributes: their nearest is asymmetric + floor already
+        node.attrs.update({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"})
     _set_scales(ctx, node, scales)
     txt = "x".join(f"{s:g}" for s in scales[2:])
     why = "exact: the input is 1x1, so every mode replicates it" if exact else "approximate: nearest instead of bilinear"
