@@ -18,6 +18,7 @@ import queue
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -210,6 +211,9 @@ def campaign(minutes: float, seed: int, out: Path, timeout: float, memory_gb: fl
         print(f"bench/fuzz.py: --out {out}: never writes under {shared}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    # Ctrl-C or kill (even from a background job, where SIGINT starts ignored) ends the campaign with its table
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     scratch = Path(tempfile.mkdtemp(prefix="dlarules-fuzz-"))
     log = scratch / "worker.log"
     w = Worker(memory_gb, log, scratch / "cache")
