@@ -26,13 +26,6 @@ _UNNAMED = re.compile(r"^\(Unnamed Layer\* (\d+)\) \[([^\]]+)\]")
 _BUILDER_PREFIX = re.compile(r"^(reshape_after_|copied_squeeze_after_|unsqueeze_node_after_|squeeze_after_|"
                              r"reshape_before_)(.+)$")
 _CLONE = re.compile(r"^(.+)_clone_\d+$")
-_TENSOR_SUFFIX = re.compile(r"^(.+)_output_\d+$")
-_KIND_OF_TITLE = {"shuffle": "SHUFFLE", "elementwise": "ELEMENTWISE", "constant": "CONSTANT",
-                  "concatenation": "CONCATENATION", "slice": "SLICE", "convolution": "CONVOLUTION",
-                  "deconvolution": "DECONVOLUTION", "softmax": "SOFTMAX", "activation": "ACTIVATION",
-                  "pooling": "POOLING", "reduce": "REDUCE", "resize": "RESIZE", "unary": "UNARY",
-                  "matrix multiply": "MATRIX_MULTIPLY", "fully connected": "FULLY_CONNECTED", "identity": "IDENTITY",
-                  "shape": "SHAPE", "gather": "GATHER", "scale": "SCALE", "cast": "CAST"}
 
 # Disagreement classes, in the order reports list them.
 CLASSES = ("missing-rule", "rule-too-strict", "lowering-differs", "name-not-matched", "loadable-limit")
@@ -413,7 +406,7 @@ def _subgraphs(report: Report, log: BuildLog, match: _Matcher) -> list[SubgraphR
     return rows
 
 
-def _pct(x: float | None) -> str:
+def _fmt_pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f}%"
 
 
@@ -468,14 +461,14 @@ def render_text(c: Comparison) -> str:
     m, n = s["gpu_layers_matched"], s["gpu_layers_log"]
     over = f"over {m} of {n} log GPU layers matched" + (f"; {n - m} unmatched" if n - m else "")
     if c.mode == "warnings":
-        out.append(f"agreement: recall {_pct(s['gpu_recall_pct'])} of the warned GPU fallbacks ({over}); precision "
+        out.append(f"agreement: recall {_fmt_pct(s['gpu_recall_pct'])} of the warned GPU fallbacks ({over}); precision "
                    "and subgraphs need the full placement list (trtexec --verbose)")
     elif c.mode == "subgraphs":
-        out.append(f"agreement: recall {_pct(s['gpu_recall_pct'])} of the warned GPU fallbacks ({over}); subgraphs "
+        out.append(f"agreement: recall {_fmt_pct(s['gpu_recall_pct'])} of the warned GPU fallbacks ({over}); subgraphs "
                    f"{c.predicted_subgraphs} predicted vs {c.observed_subgraphs} in the log; precision needs the GPU list")
     else:
-        out.append(f"agreement: {_pct(s['layer_agreement_pct'])} of layers ({len(c.report.layers)}); GPU fallbacks: "
-                   f"precision {_pct(s['gpu_precision_pct'])} of {s['gpu_layers_predicted']} predicted, recall "
-                   f"{_pct(s['gpu_recall_pct'])} ({over}); subgraphs {c.predicted_subgraphs} predicted vs "
+        out.append(f"agreement: {_fmt_pct(s['layer_agreement_pct'])} of layers ({len(c.report.layers)}); GPU fallbacks: "
+                   f"precision {_fmt_pct(s['gpu_precision_pct'])} of {s['gpu_layers_predicted']} predicted, recall "
+                   f"{_fmt_pct(s['gpu_recall_pct'])} ({over}); subgraphs {c.predicted_subgraphs} predicted vs "
                    f"{c.observed_subgraphs} in the log")
     return "\n".join(out) + "\n"

@@ -105,7 +105,6 @@ class Graph:
     folded: set[int] = field(default_factory=set)
     model: onnx.ModelProto | None = None
     base_dir: str | None = None
-    shape_origins: dict[str, str] = field(default_factory=dict)  # non-static tensor -> the node that makes it so
 
     def tensor(self, name: str) -> Tensor:
         t = self.tensors.get(name)
@@ -184,7 +183,7 @@ def resolve_input_shapes(model: onnx.ModelProto, overrides: Mapping[str, tuple[i
     init_names = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in init_names]
     if len(names) != 1:
-        raise OptionError("--input-shape", f"the model has {len(names)} inputs ({', '.join(names)[:120] or 'none'}); "
+        raise OptionError("--input-shape", f"the model has {len(names)} inputs ({clip(', '.join(names), 120) or 'none'}); "
                                            f"name the one to fix as NAME:DIMS")
     out[names[0]] = out.pop("")
     return out
@@ -519,12 +518,12 @@ def _finish(graph: Graph, model: onnx.ModelProto) -> None:
     for t in graph.tensors.values():
         t._static = None  # shapes changed while loading; recompute on first use
     if any(not t.static for t in graph.tensors.values()):
-        graph.shape_origins = _shape_origins(graph)
+        _mark_shape_origins(graph)
 
 
-def _shape_origins(graph: Graph) -> dict[str, str]:
-    """For every tensor whose shape is still not static: the node (or input) that makes it so, e.g.
-    "/NonZero (NonZero)". Findings name it instead of printing a symbolic shape expression."""
+def _mark_shape_origins(graph: Graph) -> None:
+    """Sets Tensor.origin on every tensor whose shape is still not static: the node (or input) that makes it so,
+    e.g. "/NonZero (NonZero)". Findings name it instead of printing a symbolic shape expression."""
     tensors = graph.tensors
     origins: dict[str, str] = {n: f"input {clip(n, 80)}" for n in graph.inputs if not tensors[n].static}
     for node in graph.nodes:
@@ -538,7 +537,6 @@ def _shape_origins(graph: Graph) -> dict[str, str]:
             origins[o] = src or f"{clip(node.name, 80)} ({node.op})"
     for name, why in origins.items():
         tensors[name].origin = why
-    return origins
 
 
 def _needs_refinement(graph: Graph, unknown: set[str]) -> bool:

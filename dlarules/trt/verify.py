@@ -14,6 +14,7 @@ from ..api import Report
 from ..atomic import write_text_atomic
 from ..compare import Comparison, compare, render_text as render_comparison
 from ..errors import ModelError, OptionError, clip
+from ..model import resolve_input_shapes
 from . import python_api
 from .build import DEFAULT_TIMEOUT_S, BuildOutput, BuildRequest
 from .errors import VerifyError
@@ -133,9 +134,10 @@ def _request(model: str | os.PathLike[str], report: Report, dla_core: int,
         raise OptionError("--inputs", f"{inputs}: no such file")
     if timeout is not None and timeout <= 0:
         raise OptionError("--timeout", f"{timeout} is not a positive number of seconds")
-    shapes = dict(input_shapes or {})
-    if "" in shapes and report.layer_graph is not None and len(report.layer_graph.graph.inputs) == 1:
-        shapes[report.layer_graph.graph.inputs[0]] = shapes.pop("")  # an unnamed --input-shape: the one input
+    graph = report.layer_graph.graph if report.layer_graph is not None else None
+    # an unnamed --input-shape names the model's one input, as check resolved it
+    shapes = resolve_input_shapes(graph.model, input_shapes) if graph is not None and graph.model is not None \
+        else dict(input_shapes or {})
     return BuildRequest(path, mode.name, dla_core, shapes,
                         Path(inputs) if inputs is not None else None, tuple(extra_args), timeout,
                         mode.trtexec, mode.builder_flags, mode.network_flags)
