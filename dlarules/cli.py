@@ -82,6 +82,20 @@ def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional
     return db, report, shapes
 
 
+def _progress():
+    """Progress lines for long runs on stderr, only when a person watches it (a terminal): logs and the one-line
+    error contract of stderr stay as they are. Each line overwrites the previous one."""
+    if not sys.stderr.isatty():
+        return None
+    import time
+    t0 = time.perf_counter()
+
+    def say(text: str) -> None:
+        sys.stderr.write(f"\r\033[K[{time.perf_counter() - t0:5.1f} s] {clip(text, 100)}")
+        sys.stderr.flush()
+    return say
+
+
 def _vet(output: Optional[Path], inputs: list, what: str) -> None:
     """Refuse a bad -o before the work (atomic.vet_output: not an input, not a directory/FIFO, folder writable)."""
     if output is not None:
@@ -219,7 +233,10 @@ def fix(
 ) -> None:
     """Rewrite MODEL so more of it runs on DLA, prove it computes the same function, and write MODEL.dla.onnx.
 
-    Exit 0: written (or dry run) with the proof passing; 1: the proof failed (nothing written without --force)."""
+    Rewrites are kept only if the whole model gets better: fewer DLA subgraphs, then fewer GPU layers, then fewer
+    transitions. Exit 0: a better model written (or dry run) with the proof passing, or nothing to do (all on DLA);
+    1: the proof failed (nothing written without --force), or no rewrite makes the model better and it still
+    falls back to the GPU (nothing written)."""
     from .fix import default_output, fix as run_fix, parse_recipe_list, write
     from .model import parse_input_shapes
     from .prove import npz_path
@@ -239,12 +256,14 @@ def fix(
         result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
                          only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
                          allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol,
-                         atol=atol)
+                         atol=atol, progress=_progress())
     except DlarulesError as exc:
         # fix checks the model it loaded as a ModelProto: an error about "<ModelProto ...>" is about MODEL
         if exc.source is None or str(exc.source).startswith("<"):
             raise DlarulesError(model, exc.problem) from None
         raise
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")   # the last progress line goes before the report
     failed = result.proof is not None and not result.proof.passed
     written = None
     if not dry_run and result.changes and (not failed or force):
@@ -255,7 +274,7 @@ def fix(
         typer.echo(json.dumps(data, indent=2))
     else:
         typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(result.exit_code)
 
 
 @recipes_app.command("list")

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import onnx
 import onnx_graphsurgeon as gs
@@ -62,6 +62,21 @@ class FixResult:
     def exact(self) -> bool:
         return all(c.exact for c in self.changes)
 
+    @property
+    def decision(self) -> dict[str, Any]:
+        """Whole-model acceptance: the placement before and after, compared in SCORE_ORDER."""
+        return {"order": list(SCORE_ORDER), "before": [self.before.summary[k] for k in SCORE_ORDER],
+                "after": [self.after.summary[k] for k in SCORE_ORDER],
+                "kept": bool(self.changes), "still_falls_back": bool(self.after.gpu_layers)}
+
+    @property
+    def exit_code(self) -> int:
+        """0: a better model (proof passed or not run), or nothing to do (all on DLA already); 1: the proof
+        failed, or no rewrite makes the whole model better and it still falls back to the GPU."""
+        if self.proof is not None and not self.proof.passed:
+            return 1
+        return 0 if self.changes or not self.before.gpu_layers else 1
+
     def to_dict(self) -> dict[str, Any]:
         def placement(r: Report) -> dict[str, Any]:
             s = r.summary
@@ -76,6 +91,7 @@ class FixResult:
                 "changes": [c.to_dict() for c in self.changes],
                 "skipped": [s.to_dict() for s in self.skipped], "reverted": [s.to_dict() for s in self.reverted],
                 "before": placement(self.before), "after": placement(self.after),
+                "decision": self.decision,
                 "proof": self.proof.to_dict() if self.proof is not None else None,
                 "verified": self.proof is not None, "artifacts": sorted(self.artifacts), "timings_s": {k: round(v, 4) for k, v in self.timings.items()}}
 
@@ -186,8 +202,10 @@ class _Unexportable(DlarulesError):
 
 class _Fixer:
     def __init__(self, db: RuleDB, target: Target, shapes: Mapping[str, tuple[int, ...]] | None,
-                 allowed: set[str] | None, excluded: set[str] | None, allow_approx: bool) -> None:
+                 allowed: set[str] | None, excluded: set[str] | None, allow_approx: bool,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.db, self.target, self.shapes = db, target, shapes
+        self.progress = progress
         self.allowed, self.excluded, self.allow_approx = allowed, excluded, allow_approx
         self.changes: list[Change] = []
         self.decided: dict[tuple[str, str], str] = {}    # (recipe, node) -> "applied" or why not
@@ -202,18 +220,27 @@ class _Fixer:
 
     def run(self, model: onnx.ModelProto) -> tuple[Report, onnx.ModelProto, Report]:
         before = report = self._check(model, "check", self.shapes)
-        for _ in range(MAX_ROUNDS):
+        for k in range(MAX_ROUNDS):
             plan = {node: [(r, rules) for r, rules in recipes if (r, node) not in self.decided]
                     for node, recipes in _candidates(report, self.allowed, self.excluded).items()}
             plan = {node: recipes for node, recipes in plan.items() if recipes}
-            if not plan or not self._round(model, report, plan):
+            if not plan:
                 break
-            report = self._check(model, "rechecks", self.shapes)
+            self._say(f"round {k + 1}: {len(plan)} node(s) to rewrite, {score_text(report)}")
+            better = self._round(model, report, plan)
+            if better is None:
+                break
+            report = better
         return before, model, report
 
-    def _round(self, model: onnx.ModelProto, report: Report, plan: dict[str, list[tuple[str, list[str]]]]) -> bool:
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress(text)
+
+    def _round(self, model: onnx.ModelProto, report: Report, plan: dict[str, list[tuple[str, list[str]]]]) -> Report | None:
         """Try every planned node's recipes at once on one small model made of their neighbourhoods, check it,
-        and splice back only the nodes whose rewrite has fewer GPU layers than the original."""
+        keep the nodes whose rewrite has fewer GPU layers than the original there, then keep those rewrites that
+        make the whole model better (score). Returns the whole model's new report, or None when nothing is kept."""
         t = time.perf_counter()
         graph = report.layer_graph.graph
         shapes = splice.shapes_of(graph)
@@ -230,7 +257,7 @@ class _Fixer:
             return self._unloadable(model, report, plan, exc.applied, exc)
         if not trial[0]:
             self.time["rewrite"] += time.perf_counter() - t
-            return False
+            return None
         lt = time.perf_counter()
         try:
             local_report = self._check(trial[1], "local_checks")
@@ -249,21 +276,26 @@ class _Fixer:
             still = sorted({r for n in new for r in rules_now.get(n, ())} or rules_then.get(node, set()))
             why = "the rewrite does not move its layers to DLA" + (f" (still firing: {', '.join(still)})"
                                                                    if still else "")
-            for c in changes:
-                self.decided[(c.recipe, c.node)] = why
-                self.reverted.append(Skipped(c.recipe, c.node, why))
-        if keep:
-            applied, after = trial
-            if len(keep) < len(_by_plan_node(trial[0])):
-                # Replay only the rewrites that pay off (the same deterministic rewrites) before splicing.
-                applied, after = self._apply_local(local, keep, shapes, dtypes, reserved, record=False)
-            splice.splice(model, span, after)
-            self.changes += [c for _, c in applied]
+            self._revert(changes, why)
         self.time["rewrite"] += time.perf_counter() - t
-        return bool(keep)
+        if not keep:
+            return None
+        whole = _Trial(self, model, span, local, shapes, dtypes, reserved,
+                       trial if len(keep) == len(_by_plan_node(trial[0])) else None)
+        accepted, best = whole.accept(report, list(keep.items()))
+        if not accepted:
+            return None
+        model.CopyFrom(best[0])
+        self.changes += [c for _, c in best[1]]
+        return best[2]
+
+    def _revert(self, changes: list[Change], why: str) -> None:
+        for c in changes:
+            self.decided[(c.recipe, c.node)] = why
+            self.reverted.append(Skipped(c.recipe, c.node, why))
 
     def _unloadable(self, model: onnx.ModelProto, report: Report, plan: dict[str, list[tuple[str, list[str]]]],
-                    applied: list[tuple[str, Change]], exc: DlarulesError) -> bool:
+                    applied: list[tuple[str, Change]], exc: DlarulesError) -> Report | None:
         """The rewritten neighbourhood does not load (a recipe made a graph this model's opset or shapes do not
         allow): a defect of the rewrite, not of the user's model. Halve the plan to find the nodes whose rewrite
         does it; those are reported as not kept, the others are tried as usual."""
@@ -271,12 +303,10 @@ class _Fixer:
             items = list(plan.items())
             half = len(items) // 2
             # the second half only when the first changed nothing (the report still describes the model)
-            return self._round(model, report, dict(items[:half])) or self._round(model, report, dict(items[half:]))
-        why = f"the rewritten graph does not load ({clip(exc.problem, 120)})"
-        for _, c in applied:
-            self.decided[(c.recipe, c.node)] = why
-            self.reverted.append(Skipped(c.recipe, c.node, why))
-        return False
+            first = self._round(model, report, dict(items[:half]))
+            return first if first is not None else self._round(model, report, dict(items[half:]))
+        self._revert([c for _, c in applied], f"the rewritten graph does not load ({clip(exc.problem, 120)})")
+        return None
 
     def _apply_local(self, local: onnx.ModelProto, plan: Mapping[str, list[tuple[str, list[str]]]],
                      shapes: Mapping[str, tuple], dtypes: Mapping[str, str], reserved: set[str],
@@ -324,6 +354,88 @@ class _Fixer:
             raise _Unexportable(applied, exc) from None
 
 
+# The whole model's placement, best first: fewer DLA subgraphs, then fewer GPU layers, then fewer transitions
+# (with the loadable limit applied: a subgraph past it counts as GPU layers, not as a subgraph). A model with no
+# DLA subgraph counts as one: running nothing on DLA is not "fewer subgraphs" than running all of it there.
+SCORE_ORDER = ("dla_subgraphs", "layers_on_gpu", "transitions")
+
+
+def score(report: Report) -> tuple[int, int, int]:
+    s = report.summary
+    return (max(int(s["dla_subgraphs"]), 1), int(s["layers_on_gpu"]), int(s["transitions"]))
+
+
+def score_text(report: Report) -> str:
+    s = report.summary
+    return f"{s['dla_subgraphs']} DLA subgraph(s), {s['layers_on_gpu']} GPU layer(s), {s['transitions']} transition(s)"
+
+
+def better(after: Report, before: Report) -> bool:
+    """Is the whole model's placement strictly better (SCORE_ORDER, compared in that order)?"""
+    return score(after) < score(before)
+
+
+class _Trial:
+    """One round's locally good rewrites, judged on the whole model: splice a set of them into a copy of the model
+    as it was before the round, check it, keep the set only if the whole placement gets better. A set that does not
+    is halved (each half judged on what was kept so far), so one rewrite that costs a subgraph does not take the
+    others down with it; a single rewrite that does not pay off is reported as not kept, with the figures."""
+
+    def __init__(self, fixer: "_Fixer", model: onnx.ModelProto, span: list, local: onnx.ModelProto,
+                 shapes: Mapping, dtypes: Mapping, reserved: set[str],
+                 first: tuple[list[tuple[str, Change]], onnx.ModelProto] | None) -> None:
+        self.fixer, self.model, self.span, self.local = fixer, model, span, local
+        self.shapes, self.dtypes, self.reserved = shapes, dtypes, reserved
+        self.first = first                  # the round's rewrite of exactly the kept nodes, when it is one
+        self.kept: list[tuple[str, list[tuple[str, list[str]]]]] = []
+        self.best: tuple[onnx.ModelProto, list[tuple[str, Change]], Report] | None = None
+
+    def _try(self, items: list) -> tuple[onnx.ModelProto, list[tuple[str, Change]], Report] | None:
+        f = self.fixer
+        t = time.perf_counter()
+        plan = dict(self.kept + items)
+        if self.first is not None:   # the first try: the whole set, already rewritten by the round
+            (applied, after), self.first = self.first, None
+        else:
+            try:
+                applied, after = f._apply_local(self.local, plan, self.shapes, self.dtypes, self.reserved,
+                                                record=False)
+            except _Unexportable:
+                return None
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        splice.splice(m, self.span, after)
+        f.time["rewrite"] += time.perf_counter() - t
+        try:
+            return m, applied, f._check(m, "rechecks", f.shapes)
+        except DlarulesError:
+            return None
+
+    def accept(self, report: Report, items: list) -> tuple[bool, tuple]:
+        self._accept(report, items)
+        return self.best is not None, self.best
+
+    def _accept(self, report: Report, items: list) -> None:
+        current = self.best[2] if self.best is not None else report
+        got = self._try(items)
+        if got is not None and better(got[2], current):
+            self.kept += items
+            self.best = got
+            return
+        if len(items) > 1:
+            half = len(items) // 2
+            self._accept(report, items[:half])
+            self._accept(report, items[half:])
+            return
+        node = items[0][0]
+        why = ("the rewritten model does not load" if got is None else
+               f"the whole model does not get better ({score_text(current)} -> {score_text(got[2])})")
+        changes = [c for n, c in got[1] if n == node] if got is not None else []
+        if not changes:
+            changes = [Change(r, node, "", True) for r, _ in items[0][1]]
+        self.fixer._revert(changes, why)
+
+
 def _reach(recipes: list[tuple[str, list[str]]]) -> int:
     """How far around a node its planned recipes look (a smaller neighbourhood is cheaper to rewrite)."""
     from .recipes.registry import REGISTRY
@@ -351,20 +463,25 @@ def _lineage(changes: list[Change]) -> tuple[set[str], set[str]]:
 
 def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_shapes: Mapping[str, tuple] | None = None,
         only: Iterable[str] | None = None, exclude: Iterable[str] | None = None, allow_approx: bool = False,
-        verify: bool = True, inputs: str | None = None, rtol: float = 1e-3, atol: float = 1e-4) -> FixResult:
-    """Rewrite a model for DLA; nothing is written here (see `write`)."""
+        verify: bool = True, inputs: str | None = None, rtol: float = 1e-3, atol: float = 1e-4,
+        progress: Callable[[str], None] | None = None) -> FixResult:
+    """Rewrite a model for DLA; nothing is written here (see `write`). The rewrites are kept only if the whole
+    model's placement gets strictly better (`better`: fewer DLA subgraphs, then GPU layers, then transitions);
+    otherwise the result has no change and the original model. `progress` is told what a long run is doing."""
     from .prove import quiet_onnxruntime
+    say = progress or (lambda _text: None)
     quiet_onnxruntime()   # before any recipe: fold-constants runs onnxruntime too
     t0 = time.perf_counter()
+    say("loading the model")
     original = load_full(source)
     input_shapes = resolve_input_shapes(original, input_shapes, str(source)) or None
+    _name_nodes(original)   # the proof looks at the rewritten nodes' inputs by name; names change no value
     model = onnx.ModelProto()
     model.CopyFrom(original)
-    _name_nodes(model)
     load_s = time.perf_counter() - t0
     allowed = set(only) if only is not None else None
     excluded = set(exclude) if exclude is not None else None
-    fixer = _Fixer(db, target, input_shapes, allowed, excluded, allow_approx)
+    fixer = _Fixer(db, target, input_shapes, allowed, excluded, allow_approx, progress)
     stripped, first = _strip_qdq(model, db, target, input_shapes, allowed, excluded, allow_approx)
     requant = float_model = None
     if stripped is not None:
@@ -375,8 +492,16 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
             float_model = onnx.ModelProto()
             float_model.CopyFrom(stripped.model)
         model = stripped.model
+    say("checking the model")
     before, model, after = fixer.run(model)
     before = first or before
+    changes = ([_qdq_change(stripped)] if stripped is not None else []) + fixer.changes
+    if changes and not better(after, before):
+        # every round was better than the one before it, but the Q/DQ strip is judged only here
+        why = f"the whole model does not get better ({score_text(before)} -> {score_text(after)})"
+        fixer.reverted += [Skipped(c.recipe, c.node, why) for c in changes]
+        fixer.changes, changes, stripped, after = [], [], None, before
+        model = original
     if input_shapes and fixer.changes:
         _pin_inputs(model, input_shapes)
     # a node that a kept rewrite took out (one recipe rewriting a chain of nodes) is fixed, not skipped
@@ -384,7 +509,6 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
     skipped = [Skipped(r, n, why) for (r, n), why in fixer.decided.items()
                if why != "applied" and n not in rewritten
                and not any(s.recipe == r and s.node == n for s in fixer.reverted)]
-    changes = ([_qdq_change(stripped)] if stripped is not None else []) + fixer.changes
     result = FixResult(str(source), before, after, model, changes, skipped, fixer.reverted)
     result.timings = {"load": load_s, **fixer.time}
     if stripped is not None:
@@ -393,21 +517,99 @@ def fix(source: str | os.PathLike[str], db: RuleDB, target: Target, *, input_sha
         if stripped.fp16_nodes:
             result.artifacts[qdq.LAYER_ARG_SUFFIX] = qdq.layer_precisions(stripped.fp16_nodes)
     if verify and changes:
-        from .prove import prove
+        say("proving the rewritten model in onnxruntime")
         t = time.perf_counter()
         if stripped is not None:
             result.proof = _qdq_proof(original, model, stripped, requant, input_shapes, inputs, str(source))
             if fixer.changes:
                 # the per-layer rewrites after the strip: proven on the float model, as every rewrite is
-                later = prove(float_model, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
-                              source=str(source))
-                label = f"the per-layer rewrites on the float model, rtol {rtol:g}, atol {atol:g}, random inputs"
+                later = _prove_rewrites(float_model, model, fixer.changes, input_shapes, inputs, rtol, atol,
+                                        str(source))
+                label = f"the per-layer rewrites on the float model, {later.tolerance_text}, {later.inputs} inputs"
                 result.proof.outputs += [replace(o, name=f"{o.name} ({label})") for o in later.outputs]
+                result.proof.warnings += later.warnings
         else:
-            result.proof = prove(original, model, input_shapes=input_shapes, inputs=inputs, rtol=rtol, atol=atol,
-                                 source=str(source))
+            result.proof = _prove_rewrites(original, model, changes, input_shapes, inputs, rtol, atol, str(source))
         result.timings["proof"] = time.perf_counter() - t
     return result
+
+
+# at most this many tensors read by rewritten nodes are looked at for degenerate proof inputs
+_MAX_WATCHED = 64
+
+
+def _prove_rewrites(reference: onnx.ModelProto, model: onnx.ModelProto, changes: list[Change],
+                    shapes: Mapping[str, tuple] | None, inputs: str | None, rtol: float, atol: float,
+                    source: str) -> Any:
+    """The onnxruntime proof of per-layer rewrites. Exact ones: strict rtol/atol. Approximate ones: each recipe's
+    own tolerance (Recipe.tolerance, relative to the output's range; the loosest of them gates). Before it, the
+    tensors the rewritten nodes read are looked at under the proof's inputs: where they are constant over the
+    positions a rewrite changes, the proof would exercise nothing, so other inputs are tried (larger variance,
+    image-like, a structured pattern) and the proof says which it used, or that none helped."""
+    from .prove import _inputs, input_variants, prove
+    from .recipes.registry import REGISTRY
+    approx_changes = [c for c in changes if not c.exact and c.recipe in REGISTRY]
+    tols = [REGISTRY[c.recipe].tolerance for c in approx_changes]
+    # an approximate recipe without a tolerance of its own keeps the strict one (its proof fails, visibly)
+    approx = max(tols) if tols and all(t is not None for t in tols) else None   # type: ignore[type-var]
+    watched = _watched_tensors(reference, changes)
+    feeds = label = None
+    warnings: list[str] = []
+    if watched:
+        first = _inputs(reference, shapes, 0, inputs, source)
+        bad = _degenerate_at(reference, first, watched, source, inputs)
+        if bad and inputs is not None:
+            warnings.append(f"under the given --inputs {_bad_text(bad)}: the proof does not exercise those "
+                            f"rewrites")
+        elif bad:
+            for name, cand in input_variants(reference, shapes, source):
+                if not _degenerate_at(reference, cand, watched, source):
+                    feeds, label = cand, name
+                    warnings.append(f"random inputs left {_bad_text(bad)}; proven on {name} inputs instead")
+                    break
+            else:
+                warnings.append(f"{_bad_text(bad)} under every input tried (random, random x10, uniform 0..255, a "
+                                f"pattern): the proof does not exercise those rewrites")
+    proof = prove(reference, model, input_shapes=shapes, inputs=inputs, rtol=rtol, atol=atol, source=source,
+                  feeds=feeds, label=label, approx=approx)
+    proof.approx_recipes = sorted({c.recipe for c in approx_changes}) if approx is not None else []
+    proof.warnings = warnings
+    return proof
+
+
+def _watched_tensors(reference: onnx.ModelProto, changes: list[Change]) -> dict[str, str]:
+    """tensor -> 'recipe on node' for the activations (not weights) that the rewritten nodes read."""
+    g = reference.graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    by_name = {n.name: n for n in g.node}
+    out: dict[str, str] = {}
+    for c in changes:
+        for name in [c.node, *c.removed_nodes]:
+            n = by_name.get(name)
+            if n is None:
+                continue
+            for t in n.input[:1] if n.op_type in ("Resize", "Upsample", "Reshape", "Slice", "Pad") else n.input:
+                if t and t not in consts and len(out) < _MAX_WATCHED:
+                    out.setdefault(t, f"{c.recipe} on {c.node}")
+    return out
+
+
+def _degenerate_at(reference: onnx.ModelProto, feeds: Mapping[str, Any], watched: Mapping[str, str],
+                   source: str, inputs: str | None = None) -> list[tuple[str, str, str]]:
+    from .prove import degenerate, probe
+    values = probe(reference, feeds, list(watched), source, inputs)
+    bad = []
+    for t, where in watched.items():
+        why = degenerate(values[t]) if t in values else None
+        if why is not None:
+            bad.append((where, t, why))
+    return bad
+
+
+def _bad_text(bad: list[tuple[str, str, str]]) -> str:
+    where, t, why = bad[0]
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return f"the input {clip(t, 60)} of {clip(where, 80)} {why}{more}"
 
 
 def _strip_qdq(model: onnx.ModelProto, db: RuleDB, target: Target, shapes: Mapping[str, tuple] | None,

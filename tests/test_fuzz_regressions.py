@@ -163,7 +163,8 @@ def test_resize_recipe_on_an_opset_10_resize(tmp_path):
     m.ir_version = 5
     # (then it set Resize-11 attributes Resize-10 does not have: the written model did not load in onnxruntime)
     case = _case(m.SerializeToString(), "fix", "m.onnx", "--target", "xavier", "--trt", "8.5", "--allow-approx",
-                 "-o", "out/fixed.onnx", "--force")   # --force: write the approximate rewrite despite its error
+                 "-o", "out/fixed.onnx", "--force")
     out = run_case(case, tmp_path / "run")
-    assert out.category == "ok" and out.rc == 1, out   # the judge ran onnx.checker and onnxruntime on the output
+    # the x2 bilinear -> nearest passes its own tolerance; the judge ran onnx.checker and onnxruntime on the output
+    assert out.category == "ok" and out.rc == 0, out
     assert (tmp_path / "run" / "out" / "fixed.onnx").is_file()

@@ -207,6 +207,9 @@ class Recipe:
     doc: str = ""
     exact_when: Callable[[gs.Node, Context], bool] | None = None   # for "conditional" recipes
     reach: int = 1                 # links from the node its pattern spans (the neighbourhood fix cuts out)
+    # approximate applications: the proof passes when each output's mean |error| is within this fraction of the
+    # output's range (the recipe's own, documented tolerance; exact ones keep the strict rtol/atol)
+    tolerance: float | None = None
 
     def is_exact(self, node: gs.Node, ctx: Context) -> bool:
         """Will applying it here keep the function (up to float rounding)? Decided before rewriting."""
@@ -218,4 +221,4 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "ops": list(self.ops), "exactness": self.exactness,
-                "cost": self.cost, "doc": self.doc}
+                "cost": self.cost, "doc": self.doc, "tolerance": self.tolerance}

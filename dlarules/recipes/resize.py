@@ -150,6 +150,9 @@ RECIPES = [
     Recipe("resize-linear-to-nearest", "Bilinear resize -> nearest", ("Resize",), "conditional",
            "no new layer", _check_to_nearest, _apply_to_nearest,
            "Exact when the input is 1x1 (any mode replicates a single value); otherwise it changes the output and "
-           "is applied only with --allow-approx, with its measured error shown.",
-           exact_when=lambda node, ctx: (s := ctx.shape(node.inputs[0])) is not None and s[2:] == (1, 1)),
+           "is applied only with --allow-approx. Its proof: each output's mean |error| within 10% of the output's "
+           "range (measured: 4-5% on noisy random feature maps, under 0.5% on smooth ones, for x2 to x16; the "
+           "largest single error, up to about 60% of the range on noise, is shown).",
+           exact_when=lambda node, ctx: (s := ctx.shape(node.inputs[0])) is not None and s[2:] == (1, 1),
+           tolerance=0.1),
 ]

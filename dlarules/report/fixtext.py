@@ -63,17 +63,25 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
                f"{b['transitions']} transition(s)")
     out.append(f"placement after:  {a['layers_on_gpu']} GPU layer(s), {a['dla_subgraphs']} DLA subgraph(s), "
                f"{a['transitions']} transition(s)")
+    if result.changes:
+        out.append("whole model: better (judged by DLA subgraphs, then GPU layers, then transitions)")
+    elif result.before.gpu_layers:
+        out.append("whole model: no rewrite makes it better (DLA subgraphs, then GPU layers, then transitions); "
+                   "it still falls back to the GPU")
     out += _gpu_lines(result, every)
     out.append("")
     if result.proof is None:
         out.append("proof: not run (--no-verify)" if result.changes else "proof: nothing to prove")
     else:
         p = result.proof
-        out.append(f"proof (onnxruntime, {p.inputs}, rtol {p.rtol:g}, atol {p.atol:g}): "
+        out.append(f"proof (onnxruntime, {p.inputs} inputs, {p.tolerance_text}): "
                    + ("passed" if p.passed else "FAILED"))
         for o in p.outputs:
-            out.append(f"  {o.name}: max abs error {o.max_abs:.3g}, max rel error {o.max_rel:.3g}"
+            mean = (f", mean abs error {o.mean_abs:.3g} of range {o.value_range:.3g}"
+                    if p.approx is not None and o.gate else "")
+            out.append(f"  {o.name}: max abs error {o.max_abs:.3g}, max rel error {o.max_rel:.3g}{mean}"
                        + ("" if o.passed else "  <- beyond tolerance"))
+        out += [f"  warning: {w}" for w in p.warnings]
     if dry_run:
         out.append("dry run: nothing written")
     elif written is not None and result.artifacts:
@@ -94,6 +102,8 @@ def render_fix(result: FixResult, written: Path | None, dry_run: bool, every: bo
                    + (f" --dla-core {t.dla_core}" if t.dla_core else "") + "` to compare")
     elif result.changes:
         out.append("nothing written: the proof failed (use --force to write anyway)")
+    elif result.before.gpu_layers:
+        out.append("nothing written: no rewrite makes the whole model better")
     else:
-        out.append("nothing written: no rewrite to apply")
+        out.append("nothing written: every layer already runs on DLA")
     return "\n".join(out) + "\n"
