@@ -285,3 +285,50 @@ def _db():
 
 def _target(hw: str, trt: str | None = "10.3", precision: str | None = None):
     return _db().target(hw, trt, precision=precision)
+
+
+def test_a_layer_that_falls_back_once_cut_leaves_the_part(tmp_path):
+    """The cut part is checked alone: a rule that reads a neighbour can fire there (a team rule: a Relu must feed
+    a pooling layer). The Relu at the cut then leaves the DLA part, which is checked again and holds."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "team.yaml").write_text(yaml.safe_dump({"family": "team", "rules": [{
+        "id": "TEAM-RELU-FEEDS-POOL", "title": "A Relu on DLA must feed a pooling layer", "layer": "ACTIVATION",
+        "require": {"consumers": "any", "kind": {"eq": "POOLING"}},
+        "message": "{op} feeds no pooling layer", "source": {"doc": "a test's private rule"},
+        "confidence": "unverified", "fix": None,
+        "fixtures": [
+            {"expect": "violate", "inputs": {"x": [1, 8, 4, 4]}, "nodes": [{"op": "Relu"}]},
+            {"expect": "pass", "inputs": {"x": [1, 8, 4, 4]},
+             "nodes": [{"op": "Relu"}, {"op": "MaxPool", "attrs": {"kernel_shape": [2, 2]}}]}]}]}))
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             helper.make_node("AveragePool", ["r1"], ["p"], name="p", kernel_shape=[9, 9], pads=[4, 4, 4, 4]),
+             helper.make_node("Conv", ["p", "w2"], ["y"], name="c2", kernel_shape=[1, 1])]
+    src = tmp_path / "net.onnx"
+    _model(nodes, [_w("w1", 8, 8, 3, 3), _w("w2", 8, 8, 1, 1)], [_out("y", [1, 8, 32, 32])], path=src)
+    from dlarules.api import load_db
+    db = load_db([rules])
+    t = db.target("orin", "10.3")
+    whole = check(str(src), db, target=t)
+    assert whole.nodes[1].status == "dla"   # in the whole model the Relu feeds the pool: on DLA
+    res = split(src, db, t)
+    assert res.status == "split" and res.rounds == 2 and res.proof.passed
+    assert [n.op_type for n in res.dla_model.graph.node] == ["Conv"]
+    assert res.dla_check.summary["layers_on_gpu"] == 0 and res.dla_check.summary["dla_subgraphs"] == 1
+    r = run_cli("split", str(src), "--rules", str(rules))
+    assert r.returncode == 0 and "after 1 cut(s) back" in r.stdout, r.stdout + r.stderr
+
+
+def test_dynamic_input_needs_and_takes_input_shape(tmp_path):
+    src = tmp_path / "dyn.onnx"
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["c1"], ["p"], name="p", kernel_shape=[9, 9], pads=[4, 4, 4, 4]),
+             helper.make_node("Relu", ["p"], ["y"], name="r")]
+    _model(nodes, [_w("w1", 8, 8, 3, 3)], [_out("y", ["N", 8, "H", "W"])], in_shape=("N", 8, "H", "W"), path=src)
+    _one_line_exit_2(run_cli("split", str(src)), "--input-shape")
+    r = run_cli("split", str(src), "--input-shape", "1x8x32x32")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in default_outputs(src):
+        for vi in onnx.load(str(p)).graph.input:
+            assert [d.dim_value for d in vi.type.tensor_type.shape.dim] in ([1, 8, 32, 32],)
