@@ -230,13 +230,16 @@ def fix(
     atol: float = typer.Option(1e-4, "--atol", help="Absolute tolerance of the proof."),
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     all_: bool = typer.Option(False, "--all", help="List every layer left on GPU and every recipe not applied."),
+    then_split: bool = typer.Option(False, "--then-split", help="Then split the fixed model (or MODEL, when no "
+                                                                "rewrite applies) as `dlarules split` does, beside "
+                                                                "it; the exit code is split's."),
 ) -> None:
     """Rewrite MODEL so more of it runs on DLA, prove it computes the same function, and write MODEL.dla.onnx.
 
     Rewrites are kept only if the whole model gets better: fewer DLA subgraphs, then fewer GPU layers, then fewer
     transitions. Exit 0: a better model written (or dry run) with the proof passing, or nothing to do (all on DLA);
     1: the proof failed (nothing written without --force), or no rewrite makes the model better and it still
-    falls back to the GPU (nothing written)."""
+    falls back to the GPU (nothing written). With --then-split: split's exit code once the fix is written."""
     from .fix import default_output, fix as run_fix, parse_recipe_list, write
     from .model import parse_input_shapes
     from .prove import npz_path
@@ -248,10 +251,15 @@ def fix(
     db = _db(rules)
     t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
     out = output or default_output(model)
+    if then_split and dry_run:
+        raise OptionError("--then-split", "cannot go with --dry-run (a dry run writes no model to split)")
     if not dry_run:   # before the work, not after it; --force may replace the model itself (it is read first)
         _vet(out, [inputs] if force else [model, inputs], "model")
         if out.exists() and not force:
             raise DlarulesError(out, "already exists; pass --force to replace it")
+    if then_split:
+        from .split import default_outputs, vet_outputs
+        vet_outputs(default_outputs(out), model, force)
     try:
         result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
                          only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
@@ -268,6 +276,20 @@ def fix(
     written = None
     if not dry_run and result.changes and (not failed or force):
         written = write(result, out, force=force)
+    if then_split and not failed:
+        from .split import default_outputs, vet_outputs
+        base = Path(written) if written else model   # no rewrite applied: split the model itself
+        paths = default_outputs(base)
+        if not written:
+            vet_outputs(paths, model, force)
+        before = None
+        if fmt == "json":
+            before = result.to_dict()
+            before["output"] = str(written) if written else None
+        else:
+            typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
+            typer.echo("")
+        _split_and_report(base, db, t, parse_input_shapes(input_shape), paths, force, fmt, before)
     if fmt == "json":
         data = result.to_dict()
         data["output"] = str(written) if written else None
@@ -275,6 +297,51 @@ def fix(
     else:
         typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def split(
+    model: Path = typer.Argument(..., help="The ONNX model (only read)."),
+    target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
+    platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
+    input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
+    dla_core: Optional[int] = DlaCoreOpt,
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for MODEL.dlapart.onnx and "
+                                                                               "MODEL.gpupart.onnx (default: "
+                                                                               "beside the model)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing parts; write even if the proof fails."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+) -> None:
+    """Cut MODEL into the largest part that is one standalone DLA loadable (cuDLA) and a GPU part reading its
+    outputs; prove the two chained compute the original; print the trtexec commands for both.
+
+    Exit 0: both parts written and proven; 1: no split (the whole model is one DLA loadable, nothing can go on
+    DLA, or the proof failed); 2: bad input."""
+    _check_format(fmt)
+    from .model import parse_input_shapes
+    from .split import check_output_dir, default_outputs, vet_outputs
+    db = _db(rules)
+    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
+    check_output_dir(output_dir)
+    paths = default_outputs(model, output_dir)
+    vet_outputs(paths, model, force)   # before the work
+    _split_and_report(model, db, t, parse_input_shapes(input_shape), paths, force, fmt)
+
+
+def _split_and_report(model: Path, db, t, shapes, paths, force: bool, fmt: str, before: Optional[dict] = None) -> None:
+    """Split, write when proven (or --force), print the text or JSON (`before`: fix's JSON, for --then-split)."""
+    from .split import render, split as run_split, write
+    result = run_split(model, db, t, input_shapes=shapes, outputs=paths)
+    written = {}
+    if result.status == "split" and result.proof is not None and (result.proof.passed or force):
+        written = write(result, *paths, force=force)
+    code = result.exit_code
+    if fmt == "json":
+        data = result.to_dict(written)
+        typer.echo(json.dumps({"fix": before, "split": data} if before is not None else data, indent=2))
+    else:
+        typer.echo(render(result, written), nl=False)
+    raise typer.Exit(code)
 
 
 @recipes_app.command("list")

@@ -265,3 +265,32 @@ def _compare(name: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float,
     else:
         passed = bool(ok.all())
     return OutputError(name, float(diff.max()), float(rel.max()), passed, True, mean, span)
+
+
+def prove_chained(original: onnx.ModelProto, first: onnx.ModelProto, second: onnx.ModelProto, *,
+                  input_shapes: Mapping[str, tuple[int, ...]] | None = None, inputs: str | os.PathLike[str] | None = None,
+                  seed: int = 0, rtol: float = 1e-5, atol: float = 1e-6, source: str = "<model>") -> Proof:
+    """A model cut in two (dlarules split): `first` reads original inputs, `second` reads original inputs and
+    `first`'s outputs; every original output, from whichever part makes it, against the original's."""
+    feeds = _inputs(original, input_shapes, seed, inputs, source)
+    given = str(inputs) if inputs is not None else None
+    want = run(original, feeds, source, given)
+    init1 = {i.name for i in first.graph.initializer}
+    a = run(first, {k: v for k, v in feeds.items() if k in {i.name for i in first.graph.input} - init1},
+            f"{source} (DLA part)", given)
+    known = {**feeds, **a}
+    names2 = [i.name for i in second.graph.input if i.name not in {x.name for x in second.graph.initializer}]
+    missing = [n for n in names2 if n not in known]
+    if missing:
+        raise DlarulesError(source, f"the second part reads {clip(', '.join(missing), 80)}, which neither the inputs "
+                                    f"nor the first part make")
+    b = run(second, {n: known[n] for n in names2}, f"{source} (GPU part)", given)
+    got = {**a, **b}
+    proof = Proof([], rtol, atol, str(inputs) if inputs is not None else f"random (seed {seed})")
+    for name, x in want.items():
+        y = got.get(name)
+        if y is None or y.shape != x.shape:
+            proof.outputs.append(OutputError(name, float("inf"), float("inf"), False))
+            continue
+        proof.outputs.append(_compare(name, x, y, rtol, atol))
+    return proof
