@@ -80,9 +80,9 @@ def detect_head() -> onnx.ModelProto:
     return _model(nodes, inputs, [out], inits)
 
 
-def _model(nodes: list, inputs: list, outputs: list, inits: list) -> onnx.ModelProto:
+def _model(nodes: list, inputs: list, outputs: list, inits: list, opset: int = 13) -> onnx.ModelProto:
     m = helper.make_model(helper.make_graph(nodes, "head", inputs, outputs, inits),
-                          opset_imports=[helper.make_opsetid("", 13)])
+                          opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     onnx.checker.check_model(m, full_check=True)
     return m
@@ -176,15 +176,14 @@ def test_mobilenet_v3_classifier_chain_stays_4d_up_to_the_last_gemm(tmp_path, db
              mk("Gemm", ["f", "w1", "b1"], ["g1"], transB=1, name="fc1"), mk("HardSwish", ["g1"], ["h"], name="hs"),
              mk("Dropout", ["h"], ["d"], name="dropout"), mk("Gemm", ["d", "w2", "b2"], ["y"], transB=1, name="fc2")]
     model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 7, 7])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
-    model.opset_import[0].version = 14
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits, opset=14)
     path = _save(tmp_path, model)
     result = fix(path, db, db.target("orin", "10.3"))
     assert result.before.summary["layers_on_gpu"] >= 4
     gpu = result.after.gpu_layers
     assert [v.kind for v in gpu] == ["SHUFFLE"] and len(gpu[0].nodes) == 1, [(v.kind, v.name) for v in gpu]
     gemm = [c for c in result.changes if c.recipe == "gemm-to-conv"]
-    assert len(gemm) == 1 and "then Gemm" in gemm[0].detail and {"fc1", "fc2"} <= set(gemm[0].removed_nodes)
+    assert len(gemm) == 1 and "; then HardSwish Dropout + Gemm on 32x1x1 -> Conv 1x1" in gemm[0].detail and {"fc1", "fc2"} <= set(gemm[0].removed_nodes)
     assert result.proof.passed, result.proof.to_dict()
     out = write(result, tmp_path / "fixed.onnx")
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
