@@ -157,8 +157,8 @@ class _Sinker:
                 continue
             try:
                 outs = self._sink(node)
-            except _Stop:
-                continue
+            except (_Stop, ValueError, TypeError, IndexError):   # malformed attributes (a zero step, a string
+                continue                                         # perm): not sunk, as any op it cannot move
             for t, lv in zip(node.outputs, outs):
                 if lv is not None:
                     self.lifted[t.name] = lv
