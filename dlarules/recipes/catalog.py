@@ -33,5 +33,7 @@ RECIPES: dict[str, str] = {
     "pad-into-conv": "zero Pad before a Conv -> the Conv's own padding",
     "qdq-to-calibration": "Q/DQ (explicit quantization) model -> float model + TensorRT INT8 calibration cache and "
                           "per-layer precisions (NVIDIA DLA-SW qdq-translator); model-wide",
+    "head-sink": "Concat of per-scale maps flattened to [N, C, H*W] (detection heads) -> the per-position ops after it "
+                 "run per scale on the 4-D maps; only the final per-scale Reshape + Concat stay",
     "softmax-transpose-fold": "Transpose -> Softmax -> inverse Transpose -> one Softmax on the original axis",
 }

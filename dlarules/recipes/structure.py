@@ -95,7 +95,54 @@ def _check_gemm(node: gs.Node, ctx: Context) -> str | None:
     return None
 
 
+def _next_in_chain(node: gs.Node, ctx: Context) -> gs.Node | None:
+    """The Gemm/MatMul with constant weights that reads this one's output through single-reader element-wise ops
+    (an MLP head: Gemm -> HardSwish -> Dropout -> Gemm), else None."""
+    k = _out_features(node)
+    add = _bias_add(node, k, ctx) if node.op == "MatMul" and k is not None else None
+    y = (add[0] if add is not None else node).outputs[0]
+    for _ in range(16):
+        if len(y.outputs) != 1 or y in ctx.graph.outputs:
+            return None
+        reader = y.outputs[0]
+        if reader.op in ("Gemm", "MatMul") and reader.inputs[0] is y:
+            w = constant_value(reader.inputs[1])
+            return reader if w is not None and w.ndim == 2 and not reader.attrs.get("transA", 0) else None
+        if reader.op not in _POINTWISE or reader.inputs[0] is not y or any(
+                constant_value(i) is None for i in reader.inputs[1:] if i.name):
+            return None
+        if reader.op == "Dropout" and len(reader.outputs) > 1 and reader.outputs[1].outputs:
+            return None
+        y = reader.outputs[0]
+    return None
+
+
+def _out_features(node: gs.Node) -> int | None:
+    w = constant_value(node.inputs[1]) if len(node.inputs) > 1 else None
+    if w is None or w.ndim != 2:
+        return None
+    return w.shape[0] if node.op == "Gemm" and node.attrs.get("transB", 0) else w.shape[1]
+
+
 def _apply_gemm(node: gs.Node, ctx: Context) -> Change:
+    """The Gemm, then every Gemm/MatMul chained after it through element-wise ops (each now reads a Flatten of a
+    [N, K, 1, 1] convolution output, so it is a 1x1 convolution too): one change, the head 4-D up to its end."""
+    chain_ = [node]
+    while (nxt := _next_in_chain(chain_[-1], ctx)) is not None and len(chain_) < 16:
+        chain_.append(nxt)
+    change = _apply_one_gemm(node, ctx)
+    for later in chain_[1:]:
+        if _check_gemm(later, ctx) is not None:
+            break
+        more = _apply_one_gemm(later, ctx)
+        tail = ", then Flatten"
+        change.detail = change.detail.removesuffix(tail) + "; then " + more.detail.replace("Flatten + ", "", 1)
+        change.added_nodes = [n for n in change.added_nodes if not n.endswith("/Flatten")] + more.added_nodes
+        change.removed_nodes += more.removed_nodes
+    return change
+
+
+def _apply_one_gemm(node: gs.Node, ctx: Context) -> Change:
     (src, pointwise), w, bias = _gemm_parts(node, ctx)
     n, c, h, wd = ctx.shape(src)
     moved = _move_before_flatten(pointwise, src)
