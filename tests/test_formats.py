@@ -338,3 +338,15 @@ def test_help_lists_the_formats_from_the_registry(monkeypatch, capsys):
         assert code == 0
         flat = " ".join(out.replace("│", " ").split())
         assert formats.help_text(kind) in flat, (command, flat)
+
+
+def test_every_format_renders_a_check_where_no_model_could_be_read(db, models):
+    items = _items(db, ["bad.onnx", "missing.onnx"])
+    assert [i.exit_code for i in items] == [2, 2]
+    for name in formats.names("check"):
+        if name == "html":
+            continue
+        out = _render(name, "check", items, db, models)
+        assert "bad.onnx" in out and "missing.onnx" in out, name
+    jsonschema.validate(json.loads(_render("sarif", "check", items, db, models)), SARIF_SCHEMA)
+    assert json.loads(_render("json", "check", items, db, models))["tool"]["db_version"] is None
