@@ -161,6 +161,56 @@ class Report:
         }
 
 
+@dataclass
+class CheckItem:
+    """One model of a (many-model) check: its report and failed gates, or the one line saying why it could not be
+    checked (a bad model among good ones does not stop the others)."""
+
+    model: str                       # the path as given
+    report: Report | None = None
+    error: str | None = None         # DlarulesError.line() when the model could not be checked
+    gates: list[str] | None = None   # the gates it fails (None: no gate asked for)
+    seconds: float | None = None     # time the check took (JUnit's time)
+
+    @property
+    def exit_code(self) -> int:
+        """2: not checked; with gates, 1 when one fails; else the report's 0/1."""
+        if self.report is None:
+            return 2
+        if self.gates is not None:
+            return 1 if self.gates else 0
+        return self.report.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON (+ `gates` when gates were asked for), or {model, error, exit_code}."""
+        if self.report is None:
+            return {"model": self.model, "error": self.error, "exit_code": 2}
+        data = self.report.to_dict()
+        if self.gates is not None:
+            data["gates"] = self.gates
+        return data
+
+
+def check_many(models: Iterable[str | os.PathLike[str]], db: RuleDB, target: Target, *,
+               input_shapes: Mapping[str, tuple[int, ...]] | None = None, min_dla_coverage: float | None = None,
+               max_dla_subgraphs: int | None = None, dla_only: bool = False) -> list[CheckItem]:
+    """Check each model in turn for one target, in this process; gates apply per model (given any gate). A model
+    that cannot be checked (DlarulesError) becomes an item with its one-line error and the others go on."""
+    import time
+    use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
+    out = []
+    for m in models:
+        start = time.perf_counter()
+        try:
+            report = check(m, db, target=target, input_shapes=input_shapes)
+        except DlarulesError as exc:
+            out.append(CheckItem(str(m), error=exc.line(), seconds=time.perf_counter() - start))
+            continue
+        gates = report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else None
+        out.append(CheckItem(str(m), report, gates=gates, seconds=time.perf_counter() - start))
+    return out
+
+
 def target_dict(t: Target) -> dict[str, Any]:
     """The report's `target`: `precision` is the build mode asked for (fp16, int8, int8+fp16, ...)."""
     m = t.mode

@@ -63,9 +63,15 @@ def _db(rules: Optional[List[Path]]):
     return load_db([str(p) for p in rules or []])
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{clip(fmt, 40)!r} is not text or json")
+def _check_format(fmt: str, kind: str):
+    """The registered format `fmt` for a `kind` result (report/formats.py); else one line naming --format."""
+    from .report import formats
+    return formats.get(fmt, kind)
+
+
+def _format_opt(kind: str):
+    from .report import formats
+    return typer.Option("text", "--format", "-f", help=formats.help_text(kind))
 
 
 def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional[str], jetpack: Optional[str],
@@ -113,12 +119,13 @@ def _write(text: str, output: Optional[Path], inputs: Optional[list] = None, wha
 
 @app.command()
 def check(
-    model: Path = typer.Argument(..., help="The ONNX model."),
+    models: List[Path] = typer.Argument(..., metavar="MODEL...", help="The ONNX model(s); several are checked in "
+                                                                       "one process, exit code the worst of them."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
     dla_core: Optional[int] = DlaCoreOpt,
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = _format_opt("check"),
     show_all: bool = typer.Option(False, "--all", help="List every node, not only the fallbacks."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
     min_dla_coverage: Optional[float] = typer.Option(None, "--min-dla-coverage",
@@ -130,25 +137,35 @@ def check(
 ) -> None:
     """Which layers of MODEL run on DLA, which fall back to the GPU and why.
 
-    Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input."""
-    _check_format(fmt)
-    _vet(output, [model], "report")
-    _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape, dla_core)
+    Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input.
+
+    Several models: each is checked (gates per model); one that cannot be read is a line and the others go on; the exit code is the worst (2 over 1 over 0)."""
+    from .api import CheckItem, check_many
+    from .model import parse_input_shapes
+    from .report.formats import Context
+    form = _check_format(fmt, "check")
     if min_dla_coverage is not None and not 0 <= min_dla_coverage <= 100:
         raise OptionError("--min-dla-coverage", f"{min_dla_coverage:g} is not a percentage (0 to 100)")
     if max_dla_subgraphs is not None and max_dla_subgraphs < 0:
         raise OptionError("--max-dla-subgraphs", f"{max_dla_subgraphs} is negative")
+    _vet(output, list(models), "report")
     use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
-    failed = report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else []
-    if fmt == "json":
-        data = report.to_dict()
-        if use_gates:
-            data["gates"] = failed
-        _write(json.dumps(data, indent=2) + "\n", output, [model])
-    else:
-        from .report.text import render
-        _write(render(report, show_all=show_all, gates=failed), output, [model])
-    raise typer.Exit((1 if failed else 0) if use_gates else report.exit_code)
+    db = None
+    if len(models) == 1:   # one model: a bad one is the one-line error and exit 2, as always
+        db, report, _ = _report(models[0], rules, target, trt, jetpack, platform, precision, input_shape, dla_core)
+        items = [CheckItem(str(models[0]), report,
+                           gates=report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else None)]
+    else:                  # bad options still stop here, before any model is read
+        db = _db(rules)
+        shapes = parse_input_shapes(input_shape)
+        t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
+        items = check_many(models, db, t, input_shapes=shapes, min_dla_coverage=min_dla_coverage,
+                           max_dla_subgraphs=max_dla_subgraphs, dla_only=dla_only)
+        for item in items:
+            if item.error is not None:
+                typer.echo(f"dlarules: error: {item.error}", err=True)
+    _write(form.render("check", items, Context(db=db, show_all=show_all)), output, list(models))
+    raise typer.Exit(max(i.exit_code for i in items))
 
 
 @app.command()
@@ -158,19 +175,19 @@ def compare(
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = _format_opt("compare"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the comparison here."),
 ) -> None:
     """The prediction next to a real TensorRT build log. Exit 0: full agreement; 1: disagreements."""
-    from .compare import compare as run_compare, render_text
+    from .compare import compare as run_compare
+    from .report.formats import Context
     from .trtlog import read
-    _check_format(fmt)
+    form = _check_format(fmt, "compare")
     _vet(output, [model, log], "comparison")
     observed = read(log)
-    _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
+    db, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
     result = run_compare(report, observed)
-    text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
-    _write(text, output, [model, log], "comparison")
+    _write(form.render("compare", result, Context(db=db)), output, [model, log], "comparison")
     raise typer.Exit(0 if result.agreed else 1)
 
 
@@ -190,14 +207,15 @@ def verify(
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds the build may take."),
     trtexec_arg: Optional[List[str]] = typer.Option(None, "--trtexec-arg", help="Extra trtexec argument "
                                                                                "(repeatable), e.g. --skipInference."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = _format_opt("verify"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here."),
 ) -> None:
     """Build MODEL with TensorRT for DLA (GPU fallback) and compare the real placement with the prediction.
 
     Needs TensorRT (or trtexec) and a DLA, here or on --remote. Exit 0: full agreement; 1: disagreements."""
-    from .trt import render_text, verify as run_verify
-    _check_format(fmt)
+    from .report.formats import Context
+    from .trt import verify as run_verify
+    form = _check_format(fmt, "verify")
     if save_log is not None and output is not None and os.path.abspath(save_log) == os.path.abspath(output):
         raise OptionError("--save-log", f"{save_log} is also the -o report; give them different files")
     _vet(output, [model, inputs, save_log], "report")
@@ -206,8 +224,7 @@ def verify(
     result = run_verify(model, report, backend=backend, dla_core=dla_core, input_shapes=shapes, inputs=inputs,
                         trtexec=trtexec, remote=remote, extra_args=tuple(trtexec_arg or ()), timeout=timeout,
                         save_log=save_log)
-    text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result)
-    _write(text, output, [model, inputs, save_log])
+    _write(form.render("verify", result, Context()), output, [model, inputs, save_log])
     raise typer.Exit(result.exit_code)
 
 
@@ -228,7 +245,7 @@ def fix(
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Real inputs for the proof (.npz, by input name)."),
     rtol: float = typer.Option(1e-3, "--rtol", help="Relative tolerance of the proof."),
     atol: float = typer.Option(1e-4, "--atol", help="Absolute tolerance of the proof."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = _format_opt("fix"),
     all_: bool = typer.Option(False, "--all", help="List every layer left on GPU and every recipe not applied."),
     then_split: bool = typer.Option(False, "--then-split", help="Then split the fixed model (or MODEL, when no "
                                                                 "rewrite applies) as `dlarules split` does, beside "
@@ -243,8 +260,8 @@ def fix(
     from .fix import default_output, fix as run_fix, parse_recipe_list, write
     from .model import parse_input_shapes
     from .prove import npz_path
-    from .report.fixtext import render_fix
-    _check_format(fmt)
+    from .report.formats import Context, FixView
+    form = _check_format(fmt, "fix")
     for option, value in (("--rtol", rtol), ("--atol", atol)):
         if not math.isfinite(value) or value < 0:
             raise OptionError(option, f"{value:g} is not a tolerance (a finite number >= 0)")
@@ -284,18 +301,12 @@ def fix(
             vet_outputs(paths, model, force)
         before = None
         if fmt == "json":
-            before = result.to_dict()
-            before["output"] = str(written) if written else None
+            before = {**result.to_dict(), "output": str(written) if written else None}
         else:
-            typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
+            typer.echo(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_)), nl=False)
             typer.echo("")
         _split_and_report(base, db, t, parse_input_shapes(input_shape), paths, force, fmt, before)
-    if fmt == "json":
-        data = result.to_dict()
-        data["output"] = str(written) if written else None
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
+    typer.echo(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_)), nl=False)
     raise typer.Exit(result.exit_code)
 
 
@@ -310,14 +321,14 @@ def split(
                                                                                "MODEL.gpupart.onnx (default: "
                                                                                "beside the model)."),
     force: bool = typer.Option(False, "--force", help="Replace existing parts; write even if the proof fails."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = _format_opt("split"),
 ) -> None:
     """Cut MODEL into the largest part that is one standalone DLA loadable (cuDLA) and a GPU part reading its
     outputs; prove the two chained compute the original; print the trtexec commands for both.
 
     Exit 0: both parts written and proven; 1: no split (the whole model is one DLA loadable, nothing can go on
     DLA, or the proof failed); 2: bad input."""
-    _check_format(fmt)
+    _check_format(fmt, "split")
     from .model import parse_input_shapes
     from .split import check_output_dir, default_outputs, vet_outputs
     db = _db(rules)
@@ -329,18 +340,21 @@ def split(
 
 
 def _split_and_report(model: Path, db, t, shapes, paths, force: bool, fmt: str, before: Optional[dict] = None) -> None:
-    """Split, write when proven (or --force), print the text or JSON (`before`: fix's JSON, for --then-split)."""
-    from .split import render, split as run_split, write
+    """Split, write when proven (or --force), print it in `fmt` (text when that format renders no split);
+    `before`: fix's JSON, for --then-split."""
+    from .report import formats
+    from .split import split as run_split, write
     result = run_split(model, db, t, input_shapes=shapes, outputs=paths)
     written = {}
     if result.status == "split" and result.proof is not None and (result.proof.passed or force):
         written = write(result, *paths, force=force)
     code = result.exit_code
-    if fmt == "json":
-        data = result.to_dict(written)
-        typer.echo(json.dumps({"fix": before, "split": data} if before is not None else data, indent=2))
+    if fmt == "json" and before is not None:
+        typer.echo(json.dumps({"fix": before, "split": result.to_dict(written)}, indent=2))
     else:
-        typer.echo(render(result, written), nl=False)
+        form = formats.registry().get(fmt)
+        form = form if form is not None and "split" in form.renderers else formats.TEXT
+        typer.echo(form.render("split", formats.SplitView(result, written)), nl=False)
     raise typer.Exit(code)
 
 
