@@ -63,9 +63,11 @@ def _db(rules: Optional[List[Path]]):
     return load_db([str(p) for p in rules or []])
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in ("text", "json"):
-        raise DlarulesError("--format", f"{clip(fmt, 40)!r} is not text or json")
+def _check_format(fmt: str, html: bool = False) -> None:
+    """`html` where the command draws its result (check, fix): report/html.py."""
+    if fmt not in ("text", "json") and not (html and fmt == "html"):
+        raise DlarulesError("--format", f"{clip(fmt, 40)!r} is not text, json" + (" or html" if html else
+                                                                                   " (html: check and fix only)"))
 
 
 def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional[str], jetpack: Optional[str],
@@ -104,7 +106,8 @@ def check(
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
     dla_core: Optional[int] = DlaCoreOpt,
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text, json or html (a self-contained page that draws "
+                                                           "the placement; -o report.html)."),
     show_all: bool = typer.Option(False, "--all", help="List every node, not only the fallbacks."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
     min_dla_coverage: Optional[float] = typer.Option(None, "--min-dla-coverage",
@@ -117,7 +120,7 @@ def check(
     """Which layers of MODEL run on DLA, which fall back to the GPU and why.
 
     Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input."""
-    _check_format(fmt)
+    _check_format(fmt, html=True)
     _vet(output, [model], "report")
     _, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape, dla_core)
     if min_dla_coverage is not None and not 0 <= min_dla_coverage <= 100:
@@ -131,6 +134,9 @@ def check(
         if use_gates:
             data["gates"] = failed
         _write(json.dumps(data, indent=2) + "\n", output, [model])
+    elif fmt == "html":
+        from .report.html import render_html
+        _write(render_html([report]), output, [model])
     else:
         from .report.text import render
         _write(render(report, show_all=show_all, gates=failed), output, [model])
@@ -214,7 +220,8 @@ def fix(
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Real inputs for the proof (.npz, by input name)."),
     rtol: float = typer.Option(1e-3, "--rtol", help="Relative tolerance of the proof."),
     atol: float = typer.Option(1e-4, "--atol", help="Absolute tolerance of the proof."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text, json or html (before/after drawn side by side, "
+                                                           "on stdout: -o is the model)."),
     all_: bool = typer.Option(False, "--all", help="List every layer left on GPU and every recipe not applied."),
 ) -> None:
     """Rewrite MODEL so more of it runs on DLA, prove it computes the same function, and write MODEL.dla.onnx.
@@ -224,7 +231,7 @@ def fix(
     from .model import parse_input_shapes
     from .prove import npz_path
     from .report.fixtext import render_fix
-    _check_format(fmt)
+    _check_format(fmt, html=True)
     for option, value in (("--rtol", rtol), ("--atol", atol)):
         if not math.isfinite(value) or value < 0:
             raise OptionError(option, f"{value:g} is not a tolerance (a finite number >= 0)")
@@ -253,6 +260,9 @@ def fix(
         data = result.to_dict()
         data["output"] = str(written) if written else None
         typer.echo(json.dumps(data, indent=2))
+    elif fmt == "html":
+        from .report.html import render_html
+        sys.stdout.write(render_html([], fix=result))
     else:
         typer.echo(render_fix(result, written, dry_run, every=all_), nl=False)
     raise typer.Exit(1 if failed else 0)
