@@ -342,7 +342,7 @@ function Panel(d){
     });
     try{dagre.layout(g);}catch(err){status.textContent='layout failed ('+err+'): collapse runs';return;}
     var gw=g.graph().width||1,gh=g.graph().height||1,out=[];
-    out.push('<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="0 0 '+gw+' '+gh+'">');
+    out.push('<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="-12 -12 '+(gw+24)+' '+(gh+24)+'">');
     out.push('<defs><marker id="'+d.id+'-arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L8,4L0,8z" fill="#888"/></marker></defs>');
     g.nodes().forEach(function(id){
       var v=g.node(id);if(v.sg===undefined)return;var s=sgName[v.sg];
@@ -370,7 +370,7 @@ function Panel(d){
     });
     out.push('</svg>');
     canvas.innerHTML=out.join('');
-    size=[gw,gh];zoom(1);
+    size=[gw+24,gh+24];zoom(1);
     var ms=Math.round(performance.now()-t0);
     root.setAttribute('data-layout-ms',ms);root.setAttribute('data-boxes',nodes.length);root.setAttribute('data-drawn','1');
     status.textContent=nodes.length+' boxes for '+d.layers.length+' layers, '+ntr+' transition edge(s), laid out in '+ms+' ms';
