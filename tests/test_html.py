@@ -5,6 +5,7 @@ pixels hold the DLA and GPU colours). The browser tests skip, saying so, only wh
 Regenerate the golden skeleton after an intended change with DLARULES_UPDATE_GOLDEN=1 and review the diff."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -222,19 +223,26 @@ def chromium() -> str:
                 "in a browser here; `apt-get install -y chromium` (as .ci/run does) or set DLARULES_CHROMIUM")
 
 
-def browse(page: str, tmp_path: Path, *args: str, size: str = "1200,900") -> subprocess.CompletedProcess:
+def browse(page: str, tmp_path: Path, *args: str, size: str = "1200,900", fragment: str = "") -> subprocess.CompletedProcess:
     path = tmp_path / "page.html"
     path.write_text(page, encoding="utf-8")
     cmd = [chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
            "--disable-extensions", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--window-size={size}", *args, path.as_uri()]
+           f"--window-size={size}", *args, path.as_uri() + fragment]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stderr[-2000:]
     return r
 
 
-def dom(page: str, tmp_path: Path) -> _Tags:
-    return tags(browse(page, tmp_path, "--dump-dom").stdout)
+def dom(page: str, tmp_path: Path, fragment: str = "") -> _Tags:
+    return tags(browse(page, tmp_path, "--dump-dom", fragment=fragment).stdout)
+
+
+def info_text(page_dom: str, pid: str) -> str:
+    """The text of a panel's info box (what a click on a box shows) in the DOM after the scripts ran."""
+    start = page_dom.index(f'id="{pid}"')
+    a = page_dom.index('<aside class="info">', start)
+    return page_dom[a:page_dom.index("</aside>", a)]
 
 
 def read_png(path: Path) -> tuple[int, int, np.ndarray]:
@@ -288,8 +296,16 @@ def colour_count(px: np.ndarray, hex_colour: str, tol: int = 3) -> int:
     return int((np.abs(px.astype(int) - rgb).max(axis=2) <= tol).sum())
 
 
-def test_browser_draws_every_layer_subgraph_and_fallback(tiny, tmp_path):
-    d = dom(render_html([tiny]), tmp_path)
+@pytest.fixture(scope="module")
+def tiny_dom(tiny, tmp_path_factory) -> str:
+    """The tiny page's DOM after its scripts ran, opened as report.html#show=p0:N: the page's own click handler
+    has clicked the first GPU layer's box (one browser start serves the two tests below)."""
+    return browse(render_html([tiny]), tmp_path_factory.mktemp("tiny"), "--dump-dom",
+                  fragment=f"#show=p0:{tiny.gpu_layers[0].index}").stdout
+
+
+def test_browser_draws_every_layer_subgraph_and_fallback(tiny, tiny_dom):
+    d = tags(tiny_dom)
     panel = next(a for tag, a in d.tags if a.get("id") == "p0")
     assert panel.get("data-drawn") == "1", "the page script did not finish"
     boxes = [a for tag, a in d.tags if tag == "g" and "layer" in a.get("class", "").split()]
@@ -306,11 +322,23 @@ def test_browser_draws_every_layer_subgraph_and_fallback(tiny, tmp_path):
     assert any("transition" in a.get("class", "").split() for tag, a in d.tags if tag == "path")
 
 
+def test_clicking_a_fallback_shows_its_rule_message_source_and_fix(tiny, tiny_dom):
+    v = tiny.gpu_layers[0]
+    f = v.findings[0]
+    out = tiny_dom
+    box = info_text(out, "p0")
+    assert f'href="#rule-{f.rule}"' in box and f.rule in box
+    text = html.unescape(re.sub(r"<[^>]+>", "", box))
+    assert f.message in text and f"source: {f.source}" in text and f.fix and f"fix: {f.fix}" in text
+    assert f"{v.kind}: {v.name}" in text and "runs on GPU" in text
+    assert re.search(r'<g class="layer gpu[^"]* sel"[^>]*data-layer="%d"' % v.index, out)
+
+
 def test_screenshot_shows_dla_and_gpu_colours(tiny, tmp_path):
     shot = tmp_path / "shot.png"
-    browse(render_html([tiny]), tmp_path, f"--screenshot={shot}")
+    browse(render_html([tiny]), tmp_path, f"--screenshot={shot}", size="1000,700")
     w, h, px = read_png(shot)
-    assert (w, h) == (1200, 900)
+    assert (w, h) == (1000, 700)
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 20, "blank screenshot"
     # a layer box is 176x34 px: the drawing shows at least a box's worth of each fill
     assert colour_count(px, H.DLA_COLOR) > 1500
@@ -318,7 +346,7 @@ def test_screenshot_shows_dla_and_gpu_colours(tiny, tmp_path):
 
 
 def test_browser_draws_a_thousand_layer_model_collapsed(db, tmp_path):
-    report = check(chain_model(520, pool_at=(100, 300, 301), skip_every=7), db, hardware="orin", trt="10.3")
+    report = check(chain_model(520, pool_at=(30, 60, 61), skip_every=7), db, hardware="orin", trt="10.3")
     assert len(report.layers) > 1000
     t0 = time.perf_counter()
     page = render_html([report])
@@ -331,6 +359,12 @@ def test_browser_draws_a_thousand_layer_model_collapsed(db, tmp_path):
     assert sum(int(a["data-count"]) for a in runs) > 1000 - 40
     gpu = [a for tag, a in d.tags if tag == "g" and "gpu" in a.get("class", "").split()]
     assert gpu and all("POOL-WINDOW" in a["data-rules"] for a in gpu)
+    # a link to a layer inside a collapsed run expands that run only and selects the layer
+    inner = report.layers[100]                     # in the run of about 64 layers between the first two pools
+    out = browse(page, tmp_path, "--dump-dom", fragment=f"#show=p0:{inner.index}").stdout
+    assert re.search(r'<g class="layer dla[^"]* sel"[^>]*data-layer="%d"' % inner.index, out)
+    boxes = int(re.search(r'id="p0"[^>]*data-boxes="(\d+)"', out).group(1))
+    assert 40 < boxes < 200 and inner.name in html.unescape(info_text(out, "p0"))
 
 
 def test_browser_draws_fix_before_and_after(db, tmp_path):

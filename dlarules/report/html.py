@@ -415,6 +415,13 @@ function Panel(d){
   window.addEventListener('pointerup',function(){drag=null;});
   canvas.addEventListener('wheel',function(ev){if(ev.ctrlKey){ev.preventDefault();zoom(ev.deltaY<0?1.1:0.9);}},{passive:false});
   draw();
+  // a link to one layer: report.html#show=PANEL:LAYER expands its run and clicks its box
+  var m=/^#show=([^:]+):(\d+)$/.exec(location.hash);
+  if(m&&m[1]===d.id){
+    d.runs.forEach(function(run,r){for(var p=run[0];p<run[1];p++)if(d.layers[p].i===+m[2]&&isRun(r)){expanded[r]=1;draw();}});
+    var el=canvas.querySelector('.layer[data-layer="'+m[2]+'"]');
+    if(el){el.dispatchEvent(new MouseEvent('click',{bubbles:true}));el.scrollIntoView();}
+  }
 }
 document.querySelectorAll('script.panel-data').forEach(function(s){Panel(JSON.parse(s.textContent));});
 })();
