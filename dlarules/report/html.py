@@ -106,7 +106,7 @@ def _changed_nodes(fix: FixResult | None, side: str) -> set[str]:
     return names
 
 
-def panel_data(report: Report, pid: str, changed: set[str] = frozenset()) -> dict[str, Any]:
+def panel_data(report: Report, pid: str, changed: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """What the page script draws for one report (compact keys: the file stays small on 1,000+ layers)."""
     part = partitions(report)
     sg_of = {i: sg.index for sg in report.placement.subgraphs for i in sg.layers}
@@ -158,7 +158,7 @@ def _summary(r: Report) -> str:
             f"DLA coverage {cov['layers_pct']:.1f}% of layers, {cov['flops_pct']:.1f}% of FLOPs. {limit}</p>")
 
 
-def _panel(r: Report, pid: str, heading: str) -> str:
+def _panel(r: Report, pid: str, heading: str, fixed: bool = False) -> str:
     pl = r.placement
     by = {v.index: v for v in r.layers}
     parts = [f"<section class='panel' id='{pid}'>",
@@ -240,8 +240,8 @@ def _fix_section(fix: FixResult) -> str:
     for s in fix.skipped + fix.reverted:
         out.append(f"<p class='skipped'>not applied: {_e(s.recipe)} on {_e(s.node)}: {_e(s.reason)}</p>")
     out.append("<div class='pair'>")
-    out.append(_panel(fix.before, "fix-before", "before"))
-    out.append(_panel(fix.after, "fix-after", "after"))
+    out.append(_panel(fix.before, "fix-before", "before", fixed=True))
+    out.append(_panel(fix.after, "fix-after", "after", fixed=True))
     out.append("</div></section>")
     return "\n".join(out)
 
@@ -282,6 +282,7 @@ h1{font-size:18px}h2{font-size:16px;margin:18px 0 4px}h3{font-size:14px;margin:1
 .legend .sg:before{border:2px solid #1b5e20;background:rgba(52,168,83,.1)}
 .legend .tr:before{height:0;top:7px;border-top:3px dashed #c62828}
 .legend .run:before{background:DLA;box-shadow:3px 3px 0 #1b5e20}
+.legend .changed:before{background:DLA;outline:3px solid #1565c0}
 .toolbar{margin:6px 0}.toolbar button{margin-right:4px}.toolbar .status{color:#666;margin-left:8px}
 .view{display:flex;gap:8px;align-items:flex-start}
 .canvas{flex:1;overflow:auto;border:1px solid #ccc;height:70vh;min-height:300px;cursor:grab;background:#fff}
@@ -323,6 +324,7 @@ function Panel(d){
   function isRun(r){return collapse&&!expanded[r]&&(d.runs[r][1]-d.runs[r][0])>=d.minRun;}
   function draw(){
     var t0=performance.now(),owner=[],nodes=[];
+    if(!d.layers.length){canvas.textContent='no TensorRT layer to draw';root.setAttribute('data-boxes',0);root.setAttribute('data-drawn','1');return;}
     d.runs.forEach(function(run,r){
       if(isRun(r)){var id='r'+r;nodes.push({id:id,run:r});for(var p=run[0];p<run[1];p++)owner[p]=id;}
       else for(var q=run[0];q<run[1];q++){owner[q]='l'+q;nodes.push({id:'l'+q,pos:q});}
