@@ -39,6 +39,14 @@ CASES = [
 
 
 def _peak_mb() -> float:
+    """The process's peak resident set (VmHWM: reset by exec, unlike ru_maxrss, which a child inherits from the
+    process it was forked from)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
 
 

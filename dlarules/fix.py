@@ -553,25 +553,30 @@ def _prove_rewrites(reference: onnx.ModelProto, model: onnx.ModelProto, changes:
     # an approximate recipe without a tolerance of its own keeps the strict one (its proof fails, visibly)
     approx = max(tols) if tols and all(t is not None for t in tols) else None   # type: ignore[type-var]
     watched = _watched_tensors(reference, changes)
-    feeds = label = None
+    feeds = label = want = None
     warnings: list[str] = []
     if watched:
-        first = _inputs(reference, shapes, 0, inputs, source)
-        bad = _degenerate_at(reference, first, watched, source, inputs)
+        from .prove import probe
+        feeds = _inputs(reference, shapes, 0, inputs, source)
+        label = None if inputs is not None else "random (seed 0)"
+        # one run of the original gives both the watched tensors and the proof's reference outputs
+        want = probe(reference, feeds, list(watched), source, inputs)
+        bad = _degenerate_in(want, watched)
         if bad and inputs is not None:
             warnings.append(f"under the given --inputs {_bad_text(bad)}: the proof does not exercise those "
                             f"rewrites")
         elif bad:
             for name, cand in input_variants(reference, shapes, source):
-                if not _degenerate_at(reference, cand, watched, source):
-                    feeds, label = cand, name
+                values = probe(reference, cand, list(watched), source)
+                if not _degenerate_in(values, watched):
+                    feeds, label, want = cand, name, values
                     warnings.append(f"random inputs left {_bad_text(bad)}; proven on {name} inputs instead")
                     break
             else:
                 warnings.append(f"{_bad_text(bad)} under every input tried (random, random x10, uniform 0..255, a "
                                 f"pattern): the proof does not exercise those rewrites")
     proof = prove(reference, model, input_shapes=shapes, inputs=inputs, rtol=rtol, atol=atol, source=source,
-                  feeds=feeds, label=label, approx=approx)
+                  feeds=feeds, label=label, approx=approx, want=want)
     proof.approx_recipes = sorted({c.recipe for c in approx_changes}) if approx is not None else []
     proof.warnings = warnings
     return proof
@@ -594,10 +599,8 @@ def _watched_tensors(reference: onnx.ModelProto, changes: list[Change]) -> dict[
     return out
 
 
-def _degenerate_at(reference: onnx.ModelProto, feeds: Mapping[str, Any], watched: Mapping[str, str],
-                   source: str, inputs: str | None = None) -> list[tuple[str, str, str]]:
-    from .prove import degenerate, probe
-    values = probe(reference, feeds, list(watched), source, inputs)
+def _degenerate_in(values: Mapping[str, Any], watched: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    from .prove import degenerate
     bad = []
     for t, where in watched.items():
         why = degenerate(values[t]) if t in values else None

@@ -146,14 +146,19 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], where: str,
 def prove(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
           inputs: str | os.PathLike[str] | None = None, seed: int = 0, rtol: float = 1e-3, atol: float = 1e-4,
           source: str = "<model>", feeds: Mapping[str, np.ndarray] | None = None, label: str | None = None,
-          approx: float | None = None) -> Proof:
+          approx: float | None = None, want: Mapping[str, np.ndarray] | None = None) -> Proof:
     """`feeds`: inputs chosen by the caller (a Q/DQ model's input ranges, a pattern that exercises the rewrite)
     instead of seeded random ones, described by `label`. `approx`: the rewrite is approximate; each output passes
-    when its mean |error| is within approx x its range (the recipe's own tolerance), its max error is shown."""
+    when its mean |error| is within approx x its range (the recipe's own tolerance), its max error is shown.
+    `want`: the original's outputs on `feeds`, when the caller already ran it (probe)."""
     chosen = feeds is not None
     feeds = dict(feeds) if chosen else _inputs(original, input_shapes, seed, inputs, source)
     given = str(inputs) if inputs is not None else None
-    want = run(original, feeds, source, given)
+    if want is None:
+        want = run(original, feeds, source, given)
+    else:
+        outs = [o.name for o in original.graph.output]
+        want = {k: want[k] for k in outs if k in want}
     got = run(rewritten, feeds, f"{source} (rewritten)", given)
     if label is None:
         label = "uniform in the input quantizers' ranges (seed 0)" if chosen else f"random (seed {seed})"
@@ -193,7 +198,8 @@ def degenerate(x: np.ndarray) -> str | None:
 
 def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], names: list[str], where: str,
           feeds_from: str | None = None) -> dict[str, np.ndarray]:
-    """The values of inner tensors of `model` on `feeds` (made graph outputs of a copy; typed by shape inference)."""
+    """The values of inner tensors of `model` on `feeds` (made graph outputs of a copy; typed by shape inference),
+    with the model's own outputs (one run serves a proof's reference too)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     try:
@@ -210,7 +216,7 @@ def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], names: list[s
         m.graph.output.append(vi)
     out = run(m, dict(feeds), where, feeds_from)
     feeds_also = {k: v for k, v in feeds.items() if k in names}
-    return {**feeds_also, **{n: out[n] for n in names if n in out}}
+    return {**feeds_also, **out}
 
 
 def input_variants(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None,
