@@ -2,7 +2,7 @@
 `show_all`. Deterministic (golden-file tested), no colors."""
 from __future__ import annotations
 
-from ..api import Report
+from ..core import Report
 
 MAX_PER_RULE = 12
 
