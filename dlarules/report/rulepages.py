@@ -1,6 +1,7 @@
 """Rule documentation generated from the YAML: one page per rule ID, an index, and the rule x target matrix."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -101,3 +102,20 @@ def rule_pages(db: Any) -> dict[str, str]:
     pages["rules/README.md"] = index(db)
     pages["rules/matrix.md"] = matrix(db)
     return pages
+
+
+_LINK = re.compile(r"\[([^\]\n]*)\]\([^)\s]*\)")      # [text](target) -> text
+_BOLD = re.compile(r"\*\*([^*\n]+)\*\*")              # **text** -> text (a lone * is data: "TensorRT *")
+_CODE = re.compile(r"`([^`\n]*)`")
+_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+_HEADING = re.compile(r"^#{1,6} +", re.M)
+
+
+def plain_text(markdown: str) -> str:
+    """A generated page or fragment as terminal text: no link targets, bold, code ticks or heading marks (the
+    `rules list`/`rules show` output; the pages under docs/ keep their Markdown)."""
+    text = _LINK.sub(r"\1", markdown)
+    text = _BOLD.sub(r"\1", text)
+    text = _CODE.sub(r"\1", text)
+    text = _AUTOLINK.sub(r"\1", text)
+    return _HEADING.sub("", text)
