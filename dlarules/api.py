@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .core import (PROTO_SOURCE, REPORT_SCHEMA_VERSION, NodeVerdict, Report, check, check_graph, load_db,
                    target_dict)
-from .errors import DlarulesError, ModelError, OptionError, RulesError
+from .errors import DependencyError, DlarulesError, ModelError, OptionError, RulesError, dependency_error
 from .ruledb import RuleDB, Target
 
 if TYPE_CHECKING:   # only for the annotations: importing them costs onnx-graphsurgeon / the log reader
@@ -24,7 +24,7 @@ if TYPE_CHECKING:   # only for the annotations: importing them costs onnx-graphs
     from .fix import FixResult
 
 __all__ = ["load_db", "check", "check_graph", "fix", "compare", "Report", "NodeVerdict", "RuleDB", "Target",
-           "DlarulesError", "ModelError", "OptionError", "RulesError", "REPORT_SCHEMA_VERSION", "PROTO_SOURCE",
+           "DlarulesError", "DependencyError", "ModelError", "OptionError", "RulesError", "REPORT_SCHEMA_VERSION", "PROTO_SOURCE",
            "target_dict"]
 
 
@@ -46,15 +46,17 @@ def fix(model: str | os.PathLike[str], db: RuleDB | None = None, *, hardware: st
     `verify=False`). Nothing is written unless `output` is given; then the rewritten model is written there
     atomically when there are changes and the proof passed (or `force`); an existing file is replaced only with
     `force`. The proof needs onnxruntime; without it this raises DlarulesError saying what to install."""
-    from . import fix as _fix
-    from .prove import npz_path
     db = db or load_db()
     t = _target(db, target, hardware, trt, jetpack, platform, precision, dla_core)
-    result = _fix.fix(model, db, t, input_shapes=input_shapes,
-                      only=_fix.parse_recipe_list(",".join(only or ()), "only"),   # None or empty: every recipe
-                      exclude=_fix.parse_recipe_list(",".join(exclude or ()), "exclude"),
-                      allow_approx=allow_approx, verify=verify,
-                      inputs=npz_path(inputs), rtol=rtol, atol=atol)
+    try:   # onnx-graphsurgeon when the feature loads, onnxruntime when the proof (or fold-constants) runs
+        from . import fix as _fix
+        from .prove import npz_path
+        result = _fix.fix(model, db, t, input_shapes=input_shapes,
+                          only=_fix.parse_recipe_list(",".join(only or ()), "only"),   # None or empty: every recipe
+                          exclude=_fix.parse_recipe_list(",".join(exclude or ()), "exclude"),
+                          allow_approx=allow_approx, verify=verify, inputs=npz_path(inputs), rtol=rtol, atol=atol)
+    except ModuleNotFoundError as exc:
+        raise (dependency_error(exc) or exc) from None
     failed = result.proof is not None and not result.proof.passed
     if output is not None and result.changes and (not failed or force):
         _fix.write(result, output, force=force)

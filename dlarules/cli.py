@@ -77,6 +77,11 @@ def _complete(names) -> "typer.models.Callable":  # type: ignore[name-defined]
     return complete
 
 
+def _target_names(db, params: dict) -> list[str]:
+    """What --target completes to: the families and the modules that have a DLA (orin-nano has none)."""
+    return [*db.hardware, *(m for m, spec in db.modules.items() if spec.dla_cores)]
+
+
 def _trt_names(db, params: dict) -> list[str]:
     hw = params.get("target")
     try:
@@ -93,7 +98,7 @@ TARGETS_HELP = ("Hardware family (xavier, orin) or module: agx-xavier, xavier-nx
 TRT_HELP = ("TensorRT release: xavier 7.1, 8.0, 8.2, 8.4, 8.5 (default 8.5); orin 8.4, 8.5, 8.6, 10.0, 10.3, 10.7, "
             "11.4 (default 10.3).")
 TargetOpt = typer.Option("orin", "--target", "-t", help=TARGETS_HELP,
-                         autocompletion=_complete(lambda db, _: db.target_names()))
+                         autocompletion=_complete(_target_names))
 TrtOpt = typer.Option(None, "--trt", help=TRT_HELP, autocompletion=_complete(_trt_names))
 JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --trt, e.g. 5.1.1.",
                           autocompletion=_complete(lambda db, _: [str(j) for j in db.jetpack]))
