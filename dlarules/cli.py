@@ -9,7 +9,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from typer.core import TyperArgument, TyperGroup
@@ -68,7 +68,8 @@ def _completion_db():   # shell completion only: the packaged DB (+ DLARULES_RUL
     return RuleDB.load()
 
 
-def _complete(names) -> "typer.models.Callable":  # type: ignore[name-defined]
+def _complete(names: Callable[[Any, dict], list[str]]) -> Callable[[typer.Context, str], list[str]]:
+    """A shell-completion callback offering names(db, params so far) that start with what was typed."""
     def complete(ctx: typer.Context, incomplete: str) -> list[str]:
         try:
             return [n for n in names(_completion_db(), ctx.params) if n.startswith(incomplete)]
@@ -77,18 +78,20 @@ def _complete(names) -> "typer.models.Callable":  # type: ignore[name-defined]
     return complete
 
 
-def _target_names(db, params: dict) -> list[str]:
+def _target_names(db: Any, params: dict) -> list[str]:
     """What --target completes to: the families and the modules that have a DLA (orin-nano has none)."""
     return [*db.hardware, *(m for m, spec in db.modules.items() if spec.dla_cores)]
 
 
-def _trt_names(db, params: dict) -> list[str]:
+def _trt_names(db: Any, params: dict) -> list[str]:
+    """--trt completes to the releases of the --target given before it (all releases without one)."""
     hw = params.get("target")
     try:
         family = db.resolve_hardware(hw) if hw else None
     except DlarulesError:
         family = None
     return [r.version for r in db.releases if family is None or family in r.hardware]
+
 
 # The names are data (rules/releases.yaml: hardware, modules); tests/test_modes.py keeps these help texts in step.
 TARGETS_HELP = ("Hardware family (xavier, orin) or module: agx-xavier, xavier-nx, agx-orin, orin-nx-16, orin-nx-8, "
@@ -104,11 +107,11 @@ JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --
                           autocompletion=_complete(lambda db, _: [str(j) for j in db.jetpack]))
 PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive.",
                            autocompletion=_complete(lambda db, _: list(db.platforms)))
-PrecisionOpt = typer.Option(None, "--precision", autocompletion=_complete(lambda db, _: db.mode_names()), help="Build mode: fp16 (default, trtexec --fp16), int8 (--int8: "
-                                                       "a layer DLA runs only in FP16 goes to the GPU), int8+fp16 "
-                                                       "(--int8 --fp16: it runs in FP16 on DLA), best (--best, as "
-                                                       "int8+fp16 on DLA), strongly-typed (the graph's tensor types "
-                                                       "decide; the only mode on TensorRT 11).")
+PrecisionOpt = typer.Option(None, "--precision", autocompletion=_complete(lambda db, _: db.mode_names()),
+                            help="Build mode: fp16 (default, trtexec --fp16), int8 (--int8: a layer DLA runs only "
+                                 "in FP16 goes to the GPU), int8+fp16 (--int8 --fp16: it runs in FP16 on DLA), "
+                                 "best (--best, as int8+fp16 on DLA), strongly-typed (the graph's tensor types "
+                                 "decide; the only mode on TensorRT 11).")
 DlaCoreOpt = typer.Option(None, "--dla-core", help="DLA core to build for (trtexec --useDLACore); must exist on the "
                                                    "--target module.")
 RulesOpt = typer.Option(None, "--rules", help="Extra rule directory layered on the packaged DB (repeatable).")
