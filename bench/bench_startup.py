@@ -8,6 +8,10 @@ to import onnx, and of that the time to import its ml_dtypes dependency (ml_dtyp
 1 s here, 0.6's about 0.1 s). `--ml-dtypes-dir` puts another ml_dtypes first on the path (e.g. one installed with
 `pip install --target DIR 'ml_dtypes<0.7'`) and times onnx with it too. The machine is shared: the best of N is the
 figure to read, the median says how noisy the run was.
+
+Bytecode: an installed package has its .pyc files (pip compiles them); a checkout run with PYTHONDONTWRITEBYTECODE=1
+compiles every dlarules module on every call (~60 ms more here). By default the runs here may write __pycache__
+(gitignored) after one warm-up run, as an install would; `--no-bytecode` keeps the environment's setting.
 """
 from __future__ import annotations
 
@@ -36,8 +40,13 @@ IMPORT_ONNX = ("import time; t = time.perf_counter(); import ml_dtypes; m = time
                "e = time.perf_counter(); print(ml_dtypes.__version__, m - t, e - t)")
 
 
+KEEP_ENV_BYTECODE = False
+
+
 def env_with(path_first: list[str]) -> dict[str, str]:
     env = dict(os.environ)
+    if not KEEP_ENV_BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join([*path_first, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("DLARULES_RULES", None)
     return env
@@ -66,8 +75,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--ml-dtypes-dir", type=Path, default=None)
+    ap.add_argument("--no-bytecode", action="store_true", help="keep PYTHONDONTWRITEBYTECODE from the environment")
     args = ap.parse_args()
+    global KEEP_ENV_BYTECODE
+    KEEP_ENV_BYTECODE = args.no_bytecode
     env = env_with([str(ROOT)])
+    cached = "PYTHONDONTWRITEBYTECODE" not in env
+    print(f"bytecode cache: {'on (as installed)' if cached else 'off (every run compiles the sources)'}")
+    if cached:
+        wall(COMMANDS[-1][1], env, 1)   # warm-up: writes the .pyc files an install would have
     print(f"{'command':40s} {'best s':>7s} {'median s':>8s}")
     for label, argv in COMMANDS:
         best, med = wall(argv, env, args.repeat)
