@@ -145,6 +145,8 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version_cb,
     if quiet and verbose:
         raise OptionError("--quiet", "and --verbose contradict each other; give one")
     STATE.quiet, STATE.verbose, STATE.no_color = quiet, verbose, no_color
+    if no_color:   # the help of a subcommand is drawn by rich, which honours NO_COLOR (no-color.org)
+        os.environ["NO_COLOR"] = "1"
 
 
 def _db(rules: Optional[List[Path]]):

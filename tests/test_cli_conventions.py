@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,12 +37,14 @@ class _Tty(io.StringIO):
 
 
 def run_on_tty(monkeypatch, *args: str) -> tuple[int, str]:
-    tty = _Tty()
+    tty, real = _Tty(), sys.stdout
     monkeypatch.setattr(sys, "argv", ["dlarules", *args])
-    monkeypatch.setattr(sys, "stdout", tty)
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    monkeypatch.undo()
+    sys.stdout = tty
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+    finally:
+        sys.stdout = real
     return exc.value.code, tty.getvalue()
 
 
@@ -113,9 +116,23 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch, capsys):
     monkeypatch.setenv("NO_COLOR", "1")
     assert "\x1b[" not in run_on_tty(monkeypatch, "check", str(EXAMPLE))[1]
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(os, "environ", dict(os.environ))      # --no-color sets NO_COLOR for rich's help: keep it here
     assert "\x1b[" not in run_on_tty(monkeypatch, "--no-color", "check", str(EXAMPLE))[1]
     out = run_on_tty(monkeypatch, "check", str(EXAMPLE), "--format", "json")[1]
     assert "\x1b[" not in out and json.loads(out)
+
+
+def test_verbose_shows_the_traceback_of_an_internal_error(monkeypatch, capsys):
+    def broken(*a, **k):
+        raise RuntimeError("a bug of ours")
+    monkeypatch.setattr("dlarules.api.check", broken)
+    monkeypatch.delenv("DLARULES_DEBUG", raising=False)
+    rc, _, err = run_main(monkeypatch, capsys, "check", str(EXAMPLE))
+    assert rc == 3 and len(err.splitlines()) == 1
+    assert err.startswith("dlarules: internal error: RuntimeError: a bug of ours")
+    monkeypatch.setattr(sys, "argv", ["dlarules", "-v", "check", str(EXAMPLE)])
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        cli.main()
 
 
 def test_rules_list_and_show_print_plain_text(monkeypatch, capsys):
