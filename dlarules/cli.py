@@ -584,8 +584,17 @@ def main() -> None:
     """Entry point: one line on stderr and exit 2 for anything the user can fix; never a traceback."""
     # This process is ours alone: a check's many small long-lived objects make the cyclic GC rescan them again and
     # again (2.2x the time of a 50k-node check, bench/bench_gc.py) for nothing to free. The API (a host's process)
-    # leaves the GC as the host set it.
+    # leaves the GC as the host set it; main() restores it on the way out (tests call main() in their process).
+    gc_was_on = gc.isenabled()
     gc.disable()
+    try:
+        _run()
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _run() -> None:
     try:
         with warnings.catch_warnings():
             # numpy/onnx warnings (ComplexWarning while folding a complex constant, ...) are no message of ours:

@@ -46,6 +46,7 @@ def test_check_leaves_the_gc_as_the_host_set_it(tmp_path, monkeypatch, db):
     for fn in ("disable", "enable", "freeze", "set_threshold"):
         monkeypatch.setattr(gc, fn, lambda *a, _fn=fn: calls.append(_fn))
     seen = []
+    before = gc.isenabled()
     stop = threading.Event()
 
     def watch() -> None:   # another thread of the host, looking while check runs
@@ -60,7 +61,7 @@ def test_check_leaves_the_gc_as_the_host_set_it(tmp_path, monkeypatch, db):
         stop.set()
         t.join()
     assert report.summary["layers_on_gpu"] >= 1
-    assert calls == [] and seen and all(seen)
+    assert calls == [] and seen and all(s == before for s in seen) and gc.isenabled() == before
 
 
 def test_fix_facade_is_what_the_feature_does(tmp_path, db):

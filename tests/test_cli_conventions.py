@@ -185,3 +185,12 @@ def test_commands_that_read_no_model_import_no_onnx(args):
             "if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.stdout.splitlines()[-1] == "IMPORTED 0 []", p.stdout[-500:] + p.stderr[-500:]
+
+
+def test_main_runs_without_the_gc_and_gives_it_back(monkeypatch, capsys):
+    import gc
+    seen = []
+    monkeypatch.setattr("dlarules.api.check", lambda *a, **k: (seen.append(gc.isenabled()), 1 / 0)[1])
+    assert gc.isenabled()
+    rc, _, _ = run_main(monkeypatch, capsys, "check", str(EXAMPLE))
+    assert rc == 3 and seen == [False] and gc.isenabled()   # off for the command, on again for the caller
