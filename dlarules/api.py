@@ -1,300 +1,82 @@
-"""The public Python API: load the rule DB, check a model, get plain dataclasses back.
+"""The public Python API: load the rule DB, check, fix and compare models, get plain dataclasses back.
 
-    from dlarules.api import load_db, check
+    from dlarules.api import load_db, check, fix, compare
     db = load_db()                                   # packaged rules (+ DLARULES_RULES, + extra dirs)
     report = check("model.onnx", db, hardware="orin", trt="8.6")
     report.exit_code, report.summary, report.to_dict()   # the dict is the JSON report (schemas/report.schema.json)
+
+A thin facade: the check lives in `dlarules.core`, `fix` in `dlarules.fix`, `compare` in `dlarules.compare`
+(features import the core, never this module). `fix` and `compare` import their feature (onnx-graphsurgeon,
+the log reader) only when called.
 """
 from __future__ import annotations
 
-import gc
 import os
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
-import onnx
+from .core import (PROTO_SOURCE, REPORT_SCHEMA_VERSION, CheckItem, NodeVerdict, Report, check, check_graph,
+                   check_many, load_db, target_dict)
+from .errors import DependencyError, DlarulesError, ModelError, OptionError, RulesError, dependency_error
+from .ruledb import RuleDB, Target
 
-from . import __version__
-from .checker import Finding, LayerVerdict, evaluate
-from .lowering import LayerGraph, lower
-from .errors import DlarulesError, clip
-from .model import Graph, check_text, load_graph
-from .partition import Placement, predict
-from .ruledb import RuleDB, RuleSet, Target
+if TYPE_CHECKING:   # only for the annotations: importing them costs onnx-graphsurgeon / the log reader
+    from .compare import Comparison
+    from .fix import FixResult
 
-REPORT_SCHEMA_VERSION = "1"
-PROTO_SOURCE = "<ModelProto>"   # what errors name for a model given as an onnx.ModelProto
-
-
-@dataclass
-class NodeVerdict:
-    """One ONNX node: the layers it became and where they run."""
-
-    index: int
-    name: str
-    op: str
-    status: str                      # dla | gpu | mixed | folded | no-layer
-    layers: list[int] = field(default_factory=list)
-
-    def to_dict(self, layers: dict[int, LayerVerdict], placement: Placement) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "op": self.op, "status": self.status,
-                "layers": [{**layers[i].to_dict(), "placed": placement.device.get(i, "GPU")} for i in self.layers]}
+__all__ = ["load_db", "check", "check_many", "check_graph", "fix", "compare", "Report", "NodeVerdict", "CheckItem", "RuleDB", "Target",
+           "DlarulesError", "DependencyError", "ModelError", "OptionError", "RulesError", "REPORT_SCHEMA_VERSION", "PROTO_SOURCE",
+           "target_dict"]
 
 
-@dataclass
-class Report:
-    model: str
-    target: Target
-    db_version: str
-    nodes: list[NodeVerdict]
-    layers: list[LayerVerdict]
-    placement: Placement
-    layer_graph: LayerGraph | None = None
-
-    @property
-    def gpu_layers(self) -> list[LayerVerdict]:
-        by = {v.index: v for v in self.layers}
-        return [by[i] for i in self.placement.gpu_layers]
-
-    @property
-    def fallbacks(self) -> list[LayerVerdict]:
-        """Layers that break at least one rule (excluding whole subgraphs moved by the loadable limit)."""
-        return [v for v in self.layers if not v.on_dla]
-
-    def on_dla(self, index: int) -> bool:
-        return self.placement.device.get(index, "GPU") != "GPU"
-
-    @property
-    def coverage(self) -> dict[str, float]:
-        """Share of layers and of FLOPs placed on DLA (in %)."""
-        from .flops import layer_flops
-        layers = self.layer_graph.layers if self.layer_graph else []
-        total = sum(layer_flops(x) for x in layers)
-        on = sum(layer_flops(x) for x in layers if self.on_dla(x.index))
-        n = len(self.layers)
-        return {"layers_pct": round(100.0 * sum(1 for v in self.layers if self.on_dla(v.index)) / n, 2) if n else 100.0,
-                "flops_pct": round(100.0 * on / total, 2) if total else 100.0,
-                "flops_total": total, "flops_on_dla": on}
-
-    @property
-    def dla_only(self) -> dict[str, Any]:
-        """Can the whole network run on DLA alone (cuDLA / kDLA_STANDALONE): one loadable, no GPU layer."""
-        blockers = [{"layer": f"{v.kind}: {v.name}", "rules": [f.rule for f in v.findings]
-                     or ["loadable limit: its subgraph moves to the GPU"]} for v in self.gpu_layers]
-        live = [s for s in self.placement.subgraphs if not s.moved_to_gpu]
-        ok = not blockers and len(live) == 1
-        return {"feasible": ok, "blockers": blockers, "dla_subgraphs": len(live)}
-
-    def gates(self, min_dla_coverage: float | None = None, max_dla_subgraphs: int | None = None,
-              dla_only: bool = False) -> list[str]:
-        """The CI gates this report fails (empty: all pass)."""
-        failed = []
-        cov = self.coverage
-        if min_dla_coverage is not None and cov["layers_pct"] < min_dla_coverage:
-            failed.append(f"DLA coverage {cov['layers_pct']:.1f}% of layers is below {min_dla_coverage:g}%")
-        n = self.summary["dla_subgraphs"]
-        if max_dla_subgraphs is not None and n > max_dla_subgraphs:
-            failed.append(f"{n} DLA subgraphs exceed the maximum of {max_dla_subgraphs}")
-        if dla_only and not self.dla_only["feasible"]:
-            failed.append(f"not DLA-only: {len(self.dla_only['blockers'])} layer(s) on the GPU, "
-                          f"{self.dla_only['dla_subgraphs']} DLA subgraph(s)")
-        return failed
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        dla = sum(1 for v in self.layers if self.placement.device.get(v.index, "GPU") != "GPU")
-        return {
-            "nodes": len(self.nodes),
-            "layers": len(self.layers),
-            "layers_on_dla": dla,
-            "layers_on_gpu": len(self.layers) - dla,
-            "nodes_folded": sum(1 for n in self.nodes if n.status == "folded"),
-            "nodes_without_layer": sum(1 for n in self.nodes if n.status == "no-layer"),
-            "dla_subgraphs": sum(1 for s in self.placement.subgraphs if not s.moved_to_gpu),
-            "transitions": self.placement.transitions,
-            "loadable_limit_exceeded": self.placement.limit_exceeded,
-            "fallbacks_by_rule": {rule: len(items) for rule, items in sorted(self.findings_by_rule().items())},
-            "layers_by_precision": self.layers_by_precision,
-            "layers_demoted": sum(1 for v in self.layers if v.demoted and self.on_dla(v.index)),
-        }
-
-    @property
-    def layers_by_precision(self) -> dict[str, int]:
-        """How many layers run on DLA in each precision (placed there, not moved by the loadable limit)."""
-        out: dict[str, int] = {}
-        for v in self.layers:
-            if v.precision is not None and self.on_dla(v.index):
-                out[v.precision] = out.get(v.precision, 0) + 1
-        return dict(sorted(out.items()))
-
-    @property
-    def explicit_quantization(self) -> dict[str, Any] | None:
-        """What happens to the model's Q/DQ nodes on this release, with the source (None: it has none)."""
-        from .qdqinfo import summary
-        return summary(self.layer_graph, self.target) if self.layer_graph is not None else None
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if not self.placement.gpu_layers else 1
-
-    def findings_by_rule(self) -> dict[str, list[tuple[LayerVerdict, Finding]]]:
-        out: dict[str, list[tuple[LayerVerdict, Finding]]] = {}
-        for v in self.layers:
-            for f in v.findings:
-                out.setdefault(f.rule, []).append((v, f))
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        by = {v.index: v for v in self.layers}
-        t = self.target
-        return {
-            "schema_version": REPORT_SCHEMA_VERSION,
-            "tool": {"name": "dlarules", "version": __version__, "db_version": self.db_version},
-            "model": self.model,
-            "target": target_dict(t),
-            "summary": self.summary,
-            "coverage": self.coverage,
-            "dla_only": self.dla_only,
-            **({"explicit_quantization": q} if (q := self.explicit_quantization) is not None else {}),
-            "placement": self.placement.to_dict(by),
-            "nodes": [n.to_dict(by, self.placement) for n in self.nodes],
-        }
+def _target(db: RuleDB, target: Target | None, hardware: str, trt: str | None, jetpack: str | None,
+            platform: str | None, precision: str | None, dla_core: int | None) -> Target:
+    return target or db.target(hardware, trt, jetpack=jetpack, platform=platform, precision=precision,
+                               dla_core=dla_core)
 
 
-@dataclass
-class CheckItem:
-    """One model of a (many-model) check: its report and failed gates, or the one line saying why it could not be
-    checked (a bad model among good ones does not stop the others)."""
-
-    model: str                       # the path as given
-    report: Report | None = None
-    error: str | None = None         # DlarulesError.line() when the model could not be checked
-    gates: list[str] | None = None   # the gates it fails (None: no gate asked for)
-    seconds: float | None = None     # time the check took (JUnit's time)
-
-    @property
-    def exit_code(self) -> int:
-        """2: not checked; with gates, 1 when one fails; else the report's 0/1."""
-        if self.report is None:
-            return 2
-        if self.gates is not None:
-            return 1 if self.gates else 0
-        return self.report.exit_code
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report's JSON (+ `gates` when gates were asked for), or {model, error, exit_code}."""
-        if self.report is None:
-            return {"model": self.model, "error": self.error, "exit_code": 2}
-        data = self.report.to_dict()
-        if self.gates is not None:
-            data["gates"] = self.gates
-        return data
-
-
-def check_many(models: Iterable[str | os.PathLike[str]], db: RuleDB, target: Target, *,
-               input_shapes: Mapping[str, tuple[int, ...]] | None = None, min_dla_coverage: float | None = None,
-               max_dla_subgraphs: int | None = None, dla_only: bool = False) -> list[CheckItem]:
-    """Check each model in turn for one target, in this process; gates apply per model (given any gate). A model
-    that cannot be checked (DlarulesError) becomes an item with its one-line error and the others go on."""
-    import time
-    use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
-    out = []
-    for m in models:
-        start = time.perf_counter()
-        try:
-            report = check(m, db, target=target, input_shapes=input_shapes)
-        except DlarulesError as exc:
-            out.append(CheckItem(str(m), error=exc.line(), seconds=time.perf_counter() - start))
-            continue
-        gates = report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else None
-        out.append(CheckItem(str(m), report, gates=gates, seconds=time.perf_counter() - start))
-    return out
-
-
-def target_dict(t: Target) -> dict[str, Any]:
-    """The report's `target`: `precision` is the build mode asked for (fp16, int8, int8+fp16, ...)."""
-    m = t.mode
-    return {"hardware": t.hardware, "tensorrt": t.trt, "release": t.release.version, "platform": t.platform,
-            "precision": t.mode_name, "mode": {"name": t.mode_name, "precisions": list(t.chain) or "graph",
-                                               "trtexec": list(m.trtexec) if m else []},
-            "module": t.module.name if t.module else None, "dla_cores": t.dla_cores,
-            "dla_core": t.dla_core}
-
-
-def load_db(extra_dirs: Iterable[str | os.PathLike[str]] = (), *, base: str | os.PathLike[str] | None = None) -> RuleDB:
-    """The packaged rule DB, with DLARULES_RULES and `extra_dirs` layered on top (they add or override by ID)."""
-    return RuleDB.load(extra_dirs, base=base)
-
-
-def check(model: str | os.PathLike[str] | onnx.ModelProto | Graph, db: RuleDB | None = None, *,
-          hardware: str = "orin", trt: str | None = None, jetpack: str | None = None, platform: str | None = None,
-          precision: str | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-          target: Target | None = None, dla_core: int | None = None) -> Report:
-    """Check a model (path, ModelProto or loaded Graph) against the rules for one target. `hardware` is a
-    family (xavier, orin) or a module (agx-orin, orin-nx-8, ...); `precision` a build mode (fp16, int8,
-    int8+fp16, best, strongly-typed)."""
+def fix(model: str | os.PathLike[str], db: RuleDB | None = None, *, hardware: str = "orin", trt: str | None = None,
+        jetpack: str | None = None, platform: str | None = None, precision: str | None = None,
+        dla_core: int | None = None, target: Target | None = None,
+        input_shapes: Mapping[str, tuple[int, ...]] | None = None, only: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None, allow_approx: bool = False, verify: bool = True,
+        inputs: str | os.PathLike[str] | None = None, rtol: float = 1e-3, atol: float = 1e-4,
+        output: str | os.PathLike[str] | None = None, force: bool = False) -> FixResult:
+    """Rewrite `model` so more of it runs on DLA (what `dlarules fix` does) and return the FixResult: the changes,
+    the placement before and after (`before`, `after` Reports) and the onnxruntime proof (`proof`; None with
+    `verify=False`). Nothing is written unless `output` is given; then the rewritten model is written there
+    atomically when there are changes and the proof passed (or `force`); an existing file is replaced only with
+    `force`. The proof needs onnxruntime; without it this raises DlarulesError saying what to install."""
     db = db or load_db()
-    target = target or db.target(hardware, trt, jetpack=jetpack, platform=platform, precision=precision,
-                                 dla_core=dla_core)
-    ruleset = db.select(target)
-    enabled = gc.isenabled()
-    gc.disable()  # see check_graph
-    try:
-        if isinstance(model, onnx.ModelProto):
-            check_text(model, PROTO_SOURCE)
-        graph = model if isinstance(model, Graph) else load_graph(model, input_shapes)
-    except DlarulesError as exc:
-        if exc.source is not None and exc.source != "<model>":
-            raise
-        # a ModelProto has no file name: say what was checked (the graph's name) rather than nothing
-        name = model.graph.name if isinstance(model, onnx.ModelProto) else ""
-        raise type(exc)(f"{PROTO_SOURCE[:-1]} {clip(repr(name), 40)}>" if name else PROTO_SOURCE,
-                        exc.problem) from None
-    finally:
-        if enabled:
-            gc.enable()
-    return check_graph(graph, ruleset, db.version)
+    t = _target(db, target, hardware, trt, jetpack, platform, precision, dla_core)
+    try:   # onnx-graphsurgeon when the feature loads, onnxruntime when the proof (or fold-constants) runs
+        from . import fix as _fix
+        from .prove import npz_path
+        result = _fix.fix(model, db, t, input_shapes=input_shapes,
+                          only=_fix.parse_recipe_list(",".join(only or ()), "only"),   # None or empty: every recipe
+                          exclude=_fix.parse_recipe_list(",".join(exclude or ()), "exclude"),
+                          allow_approx=allow_approx, verify=verify, inputs=npz_path(inputs), rtol=rtol, atol=atol)
+    except ModuleNotFoundError as exc:
+        raise (dependency_error(exc) or exc) from None
+    failed = result.proof is not None and not result.proof.passed
+    if output is not None and result.changes and (not failed or force):
+        _fix.write(result, output, force=force)
+    return result
 
 
-def check_graph(graph: Graph, ruleset: RuleSet, db_version: str) -> Report:
-    # A check allocates many small objects that all live until it returns: the cyclic GC would rescan them
-    # again and again (superlinear on big graphs), and finds nothing to free.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _check_graph(graph, ruleset, db_version)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _check_graph(graph: Graph, ruleset: RuleSet, db_version: str) -> Report:
-    target = ruleset.target
-    lg = lower(graph, target.release.parser)
-    verdicts = evaluate(lg, ruleset)
-    mem = ruleset.subgraph_limits.get("internal_tensor_bytes")
-    placement = predict(lg.layers, verdicts, target.release.loadable_limit, lg.index,
-                        max_internal_bytes=int(mem["max"]) if mem else None,
-                        same_batch="same_batch" in ruleset.subgraph_limits, network_outputs=graph.outputs)
-    nodes = _node_verdicts(graph, lg, verdicts, placement)
-    name = graph.path or (graph.model.graph.name if graph.model is not None else "<model>")
-    return Report(name, target, db_version, nodes, verdicts, placement, lg)
-
-
-def _node_verdicts(graph: Graph, lg: LayerGraph, verdicts: list[LayerVerdict], placement: Placement) -> list[NodeVerdict]:
-    by_node: dict[str, list[int]] = {}
-    for v in verdicts:
-        for n in v.nodes:
-            by_node.setdefault(n, []).append(v.index)
-    out = []
-    for node in graph.nodes:
-        idx = by_node.get(node.name, [])
-        if node.index in graph.folded:
-            status = "folded"
-        elif not idx:
-            status = "no-layer"
-        else:
-            devs = {placement.device.get(i, "GPU") == "GPU" for i in idx}
-            status = "mixed" if len(devs) > 1 else ("gpu" if True in devs else "dla")
-        out.append(NodeVerdict(node.index, node.name, node.op, status, idx))
-    return out
+def compare(model: str | os.PathLike[str] | Report, log: str | os.PathLike[str], db: RuleDB | None = None, *,
+            hardware: str = "orin", trt: str | None = None, jetpack: str | None = None,
+            platform: str | None = None, precision: str | None = None, target: Target | None = None,
+            input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Comparison:
+    """The prediction for `model` (a path, or a Report from `check`) next to a real TensorRT build log (what
+    `dlarules compare` does): per GPU layer of the log, whether the prediction agrees and, if not, the class of the
+    disagreement. `result.agreed`, `result.to_dict()` (the JSON of `dlarules compare --format json`)."""
+    from .compare import compare as _compare
+    from .trtlog import read
+    observed = read(log)
+    if isinstance(model, Report):
+        report = model
+    else:
+        db = db or load_db()
+        t = _target(db, target, hardware, trt, jetpack, platform, precision, None)
+        report = check(model, db, target=t, input_shapes=input_shapes)
+    return _compare(report, observed)

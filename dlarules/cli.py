@@ -1,38 +1,117 @@
 """The `dlarules` command line: thin wrappers over dlarules.api. Bad input is one line and exit code 2."""
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
+from typer.core import TyperArgument, TyperGroup
 
 from . import __version__
 from .errors import MAX_LINE, DlarulesError, OptionError, clip
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Start-up is part of every call (`--version`, `--help`, `rules list|show` read no model): nothing here imports
+# onnx, numpy or the check core at module level; commands import what they use (bench/bench_startup.py).
+
+
+def _plain_params(params: list) -> list:
+    """Help as terminals show it: a flag takes no value, so no `<bool>` after it; an argument reads MODEL."""
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+        elif isinstance(p, TyperArgument) and p.metavar is None and p.name:
+            p.metavar = p.name.upper()
+    return params
+
+
+class _Group(TyperGroup):
+    """typer's group with _plain_params applied to its own options and to every command it hands out."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        return _plain_params(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name):  # type: ignore[no-untyped-def]
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            _plain_params(cmd.get_params(ctx))
+        return cmd
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Will this ONNX model run on NVIDIA's DLA, and if not, what exactly must change?")
-rules_app = typer.Typer(no_args_is_help=True, help="Inspect, validate and export the rule database.")
+rules_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Inspect, validate and export the rule database.")
 app.add_typer(rules_app, name="rules")
-recipes_app = typer.Typer(no_args_is_help=True, help="The fix recipes `dlarules fix` applies.")
+recipes_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The fix recipes `dlarules fix` applies.")
 app.add_typer(recipes_app, name="recipes")
+
+
+class _State:
+    """The global options (-q, -v, --no-color): set by the app callback before any command runs."""
+
+    quiet = False
+    verbose = False
+    no_color = False
+
+
+STATE = _State()
+
+
+def _completion_db():   # shell completion only: the packaged DB (+ DLARULES_RULES); nothing on failure
+    from .ruledb import RuleDB
+    return RuleDB.load()
+
+
+def _complete(names: Callable[[Any, dict], list[str]]) -> Callable[[typer.Context, str], list[str]]:
+    """A shell-completion callback offering names(db, params so far) that start with what was typed."""
+    def complete(ctx: typer.Context, incomplete: str) -> list[str]:
+        try:
+            return [n for n in names(_completion_db(), ctx.params) if n.startswith(incomplete)]
+        except Exception:   # a broken rule dir must not break the user's shell
+            return []
+    return complete
+
+
+def _target_names(db: Any, params: dict) -> list[str]:
+    """What --target completes to: the families and the modules that have a DLA (orin-nano has none)."""
+    return [*db.hardware, *(m for m, spec in db.modules.items() if spec.dla_cores)]
+
+
+def _trt_names(db: Any, params: dict) -> list[str]:
+    """--trt completes to the releases of the --target given before it (all releases without one)."""
+    hw = params.get("target")
+    try:
+        family = db.resolve_hardware(hw) if hw else None
+    except DlarulesError:
+        family = None
+    return [r.version for r in db.releases if family is None or family in r.hardware]
+
 
 # The names are data (rules/releases.yaml: hardware, modules); tests/test_modes.py keeps these help texts in step.
 TARGETS_HELP = ("Hardware family (xavier, orin) or module: agx-xavier, xavier-nx, agx-orin, orin-nx-16, orin-nx-8, "
                 "drive-orin (orin-nano has no DLA).")
-TargetOpt = typer.Option("orin", "--target", "-t", help=TARGETS_HELP)
-TrtOpt = typer.Option(None, "--trt", help="TensorRT version (default: the hardware's default release).")
-JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --trt, e.g. 5.1.1.")
-PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive.")
-PrecisionOpt = typer.Option(None, "--precision", help="Build mode: fp16 (default, trtexec --fp16), int8 (--int8: "
-                                                       "a layer DLA runs only in FP16 goes to the GPU), int8+fp16 "
-                                                       "(--int8 --fp16: it runs in FP16 on DLA), best (--best, as "
-                                                       "int8+fp16 on DLA), strongly-typed (the graph's tensor types "
-                                                       "decide; the only mode on TensorRT 11).")
+# The releases per family are data too (rules/releases.yaml `releases:`); tests/test_cli_conventions.py keeps this in
+# step. A static string: loading the DB for help text would cost every call its start-up.
+TRT_HELP = ("TensorRT release: xavier 7.1, 8.0, 8.2, 8.4, 8.5 (default 8.5); orin 8.4, 8.5, 8.6, 10.0, 10.3, 10.7, "
+            "11.4 (default 10.3).")
+TargetOpt = typer.Option("orin", "--target", "-t", help=TARGETS_HELP,
+                         autocompletion=_complete(_target_names))
+TrtOpt = typer.Option(None, "--trt", help=TRT_HELP, autocompletion=_complete(_trt_names))
+JetpackOpt = typer.Option(None, "--jetpack", help="JetPack version instead of --trt, e.g. 5.1.1.",
+                          autocompletion=_complete(lambda db, _: [str(j) for j in db.jetpack]))
+PlatformOpt = typer.Option(None, "--platform", help="jetson (default) or drive.",
+                           autocompletion=_complete(lambda db, _: list(db.platforms)))
+PrecisionOpt = typer.Option(None, "--precision", autocompletion=_complete(lambda db, _: db.mode_names()),
+                            help="Build mode: fp16 (default, trtexec --fp16), int8 (--int8: a layer DLA runs only "
+                                 "in FP16 goes to the GPU), int8+fp16 (--int8 --fp16: it runs in FP16 on DLA), "
+                                 "best (--best, as int8+fp16 on DLA), strongly-typed (the graph's tensor types "
+                                 "decide; the only mode on TensorRT 11).")
 DlaCoreOpt = typer.Option(None, "--dla-core", help="DLA core to build for (trtexec --useDLACore); must exist on the "
                                                    "--target module.")
 RulesOpt = typer.Option(None, "--rules", help="Extra rule directory layered on the packaged DB (repeatable).")
@@ -43,9 +122,8 @@ ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1
 
 def _version_cb(value: bool) -> None:
     if value:
-        from .api import load_db
         try:
-            db_version = load_db().version
+            db_version = _db(None).version
         except DlarulesError as exc:
             db_version = f"unavailable ({exc.line()})"
         typer.echo(f"dlarules {__version__} (rule DB {db_version})")
@@ -54,13 +132,27 @@ def _version_cb(value: bool) -> None:
 
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True,
-                                       help="Show the package and rule DB versions.")) -> None:
-    pass
+                                       help="Show the package and rule DB versions."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict lines of a text report "
+                                                                  "(summary, gates, agreement, proof), each "
+                                                                  "prefixed with the model; errors as always."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="List every node in check/fix text "
+                                                                      "reports (as --all); a traceback with an "
+                                                                      "internal error."),
+          no_color: bool = typer.Option(False, "--no-color", help="No colour in text reports (also: NO_COLOR set; "
+                                                                  "colour only when stdout is a terminal)."),
+          ) -> None:
+    if quiet and verbose:
+        raise OptionError("--quiet", "and --verbose contradict each other; give one")
+    STATE.quiet, STATE.verbose, STATE.no_color = quiet, verbose, no_color
+    if no_color:   # the help of a subcommand is drawn by rich, which honours NO_COLOR (no-color.org)
+        os.environ["NO_COLOR"] = "1"
 
 
 def _db(rules: Optional[List[Path]]):
-    from .api import load_db
-    return load_db([str(p) for p in rules or []])
+    # the rule DB alone (not dlarules.api, which loads onnx for the check): `--version`, `rules ...` stay fast
+    from .ruledb import RuleDB
+    return RuleDB.load([str(p) for p in rules or []])
 
 
 def _check_format(fmt: str, kind: str):
@@ -109,8 +201,69 @@ def _vet(output: Optional[Path], inputs: list, what: str) -> None:
         vet_output(output, inputs, what)
 
 
-def _write(text: str, output: Optional[Path], inputs: Optional[list] = None, what: str = "report") -> None:
+# -q keeps a text report's verdict lines: check's summary and gates, compare/verify's agreement, fix's placement,
+# proof and what it wrote
+QUIET_PREFIXES = ("summary:", "gate failed:", "agreement:", "placement before:", "placement after:", "proof",
+                  "wrote ", "nothing written", "dry run", "no recipe applies", "no rewrite kept")
+
+
+def use_color() -> bool:
+    """Colour only on a terminal, never with --no-color, NO_COLOR (any non-empty value, no-color.org) or TERM=dumb."""
+    if STATE.no_color or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+_ANSI = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
+_NODE_PLACED = re.compile(r" -> [A-Z_]+: .* \[(GPU|DLA sg \d+[^\]]*)\](?:  \(|$)")
+_RULE_ID_LINE = re.compile(r"^(  )([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+)(  \[)")
+
+
+def _paint(text: str, style: str) -> str:
+    return f"\x1b[{_ANSI[style]}m{text}\x1b[0m"
+
+
+def colorize(text: str) -> str:
+    """ANSI colour for a text report's key lines (DLA green, GPU yellow, failing rules red, the verdict bold).
+    The words stay the same: the plain report is the coloured one without escapes."""
+    out = []
+    for line in text.split("\n"):
+        s = line.lstrip()
+        if s.startswith("[DlaLayer]"):
+            line = line.replace("[DlaLayer]", _paint("[DlaLayer]", "green"), 1)
+        elif s.startswith("[GpuLayer]"):
+            line = line.replace("[GpuLayer]", _paint("[GpuLayer]", "yellow"), 1)
+        elif s.startswith(("summary:", "agreement:")):
+            ok = "every layer runs on DLA" in line or line.rstrip().endswith("agree")
+            line = _paint(line, "bold") if not ok else _paint(_paint(line, "bold"), "green")
+        elif s.startswith("gate failed:"):
+            line = _paint(line, "red")
+        elif (m := _RULE_ID_LINE.match(line)):
+            line = m.group(1) + _paint(m.group(2), "red") + line[m.end(2):]
+        elif line.startswith("  ") and (m := _NODE_PLACED.search(line)):   # every-node list: where it runs
+            color = "yellow" if m.group(1) == "GPU" else "green"
+            line = line[:m.start(1)] + _paint(m.group(1), color) + line[m.end(1):]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _quiet(text: str, label: object) -> str:
+    keep = [ln for ln in text.splitlines() if ln.startswith(QUIET_PREFIXES)]
+    return "".join(f"{label}: {ln}\n" for ln in keep)
+
+
+def _write(text: str, output: Optional[Path], inputs: Optional[list] = None, what: str = "report",
+           human: bool = True) -> None:
+    """`human`: the text format (-q filters it, a terminal colours it); every other format is data, written as is."""
     if output is None:
+        if human and not text.lstrip().startswith(("{", "[")):   # JSON is data: never filtered or coloured
+            if STATE.quiet:
+                text = _quiet(text, inputs[0] if inputs else "dlarules")
+            elif use_color():
+                text = colorize(text)
         sys.stdout.write(text)
         return
     from .atomic import write_text_atomic
@@ -164,7 +317,8 @@ def check(
         for item in items:
             if item.error is not None:
                 typer.echo(f"dlarules: error: {item.error}", err=True)
-    _write(form.render("check", items, Context(db=db, show_all=show_all)), output, list(models))
+    _write(form.render("check", items, Context(db=db, show_all=show_all or STATE.verbose)), output, list(models),
+           human=fmt == "text")
     raise typer.Exit(max(i.exit_code for i in items))
 
 
@@ -187,7 +341,7 @@ def compare(
     observed = read(log)
     db, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
     result = run_compare(report, observed)
-    _write(form.render("compare", result, Context(db=db)), output, [model, log], "comparison")
+    _write(form.render("compare", result, Context(db=db)), output, [model, log], "comparison", human=fmt == "text")
     raise typer.Exit(0 if result.agreed else 1)
 
 
@@ -224,7 +378,7 @@ def verify(
     result = run_verify(model, report, backend=backend, dla_core=dla_core, input_shapes=shapes, inputs=inputs,
                         trtexec=trtexec, remote=remote, extra_args=tuple(trtexec_arg or ()), timeout=timeout,
                         save_log=save_log)
-    _write(form.render("verify", result, Context()), output, [model, inputs, save_log])
+    _write(form.render("verify", result, Context()), output, [model, inputs, save_log], human=fmt == "text")
     raise typer.Exit(result.exit_code)
 
 
@@ -303,10 +457,12 @@ def fix(
         if fmt == "json":
             before = {**result.to_dict(), "output": str(written) if written else None}
         else:
-            typer.echo(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_)), nl=False)
+            _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
+                   None, [model], human=fmt == "text")
             typer.echo("")
         _split_and_report(base, db, t, parse_input_shapes(input_shape), paths, force, fmt, before)
-    typer.echo(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_)), nl=False)
+    _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
+           None, [model], human=fmt == "text")
     raise typer.Exit(result.exit_code)
 
 
@@ -354,7 +510,7 @@ def _split_and_report(model: Path, db, t, shapes, paths, force: bool, fmt: str, 
     else:
         form = formats.registry().get(fmt)
         form = form if form is not None and "split" in form.renderers else formats.TEXT
-        typer.echo(form.render("split", formats.SplitView(result, written)), nl=False)
+        _write(form.render("split", formats.SplitView(result, written)), None, [model], human=form is formats.TEXT)
     raise typer.Exit(code)
 
 
@@ -480,7 +636,7 @@ def rules_list(
     rules: Optional[List[Path]] = RulesOpt,
 ) -> None:
     """The rules that hold, one line each: ID, layer, limit, confidence, fix."""
-    from .report.rulepages import _fix_text
+    from .report.rulepages import _fix_text, plain_text
     db = _db(rules)
     entries = list(db.rules)
     if target or trt:
@@ -505,31 +661,45 @@ def rules_list(
     for r in entries:
         layers = ",".join(r.layers) if r.layers else "*"
         typer.echo(f"{r.id:30s} {layers:22.22s} {r.title}  [{r.confidence}; {r.scope_text()}; "
-                   f"fix: {_fix_text(r.fix).replace('`', '')}]")
-    typer.echo(f"{len(entries)} rule entries", err=True)
+                   f"fix: {plain_text(_fix_text(r.fix))}]")
+    if not STATE.quiet:
+        typer.echo(f"{len(entries)} rule entries", err=True)
 
 
 @rules_app.command("show")
 def rules_show(rule_id: str = typer.Argument(..., help="A rule ID such as POOL-WINDOW."),
                rules: Optional[List[Path]] = RulesOpt) -> None:
     """Everything about one rule: condition, message, versions and hardware, source, fixtures, recipe."""
-    from .report.rulepages import rule_page
+    from .report.rulepages import plain_text, rule_page
     db = _db(rules)
     rid = rule_id.upper()
     if not db.by_id(rid):
         import difflib
         close = difflib.get_close_matches(rid, db.ids, n=3)
         raise DlarulesError(rule_id, "no such rule" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    typer.echo(rule_page(db, rid).replace(docs_header(), ""))
+    typer.echo(plain_text(rule_page(db, rid).replace(docs_header(), "")).strip("\n"))
 
 
 def docs_header() -> str:
-    from .docs import HEADER
+    from .report.rulepages import HEADER
     return HEADER
 
 
 def main() -> None:
     """Entry point: one line on stderr and exit 2 for anything the user can fix; never a traceback."""
+    # This process is ours alone: a check's many small long-lived objects make the cyclic GC rescan them again and
+    # again (2.2x the time of a 50k-node check, bench/bench_gc.py) for nothing to free. The API (a host's process)
+    # leaves the GC as the host set it; main() restores it on the way out (tests call main() in their process).
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        _run()
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _run() -> None:
     try:
         with warnings.catch_warnings():
             # numpy/onnx warnings (ComplexWarning while folding a complex constant, ...) are no message of ours:
@@ -539,6 +709,13 @@ def main() -> None:
         sys.exit(rc if isinstance(rc, int) else 0)
     except DlarulesError as exc:
         typer.echo(f"dlarules: error: {exc.line()}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:   # an optional (or broken) dependency: what to install, not a bug
+        from .errors import dependency_error
+        dep = dependency_error(exc)
+        if dep is None:
+            _internal(exc)
+        typer.echo(f"dlarules: error: {dep.line()}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -557,11 +734,16 @@ def main() -> None:
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
-        if os.environ.get("DLARULES_DEBUG"):
-            raise
-        typer.echo(f"dlarules: internal error: {type(exc).__name__}: {clip(exc, 160)} (set DLARULES_DEBUG=1 for a "
-                   f"traceback)", err=True)
-        sys.exit(3)
+        _internal(exc)
+
+
+def _internal(exc: BaseException) -> None:
+    """A bug of ours: one line and exit 3; the traceback with DLARULES_DEBUG=1 or -v."""
+    if os.environ.get("DLARULES_DEBUG") or STATE.verbose:
+        raise exc
+    typer.echo(f"dlarules: internal error: {type(exc).__name__}: {clip(exc, 160)} (set DLARULES_DEBUG=1 for a "
+               f"traceback)", err=True)
+    sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api import Report
+from .core import Report
 from .checker import LayerVerdict
 from .trtlog import BuildLog, ObservedLayer, split_fused
 

@@ -56,3 +56,30 @@ def clip(text: object, limit: int = 80) -> str:
     """`text` cut to `limit` characters (with an ellipsis), so a message quoting user input stays one short line."""
     s = " ".join(str(text).split())
     return s if len(s) <= limit else s[: max(0, limit - 3)] + "..."
+
+
+class DependencyError(DlarulesError):
+    """A package a command needs is not installed: one line saying what to install (exit 2, not a bug)."""
+
+
+# import name -> (what needs it, what to install). onnxruntime: fix's proof and its constant folding;
+# onnx-graphsurgeon: fix's rewrites; tensorrt: verify's Python-API backend.
+_DEPENDENCIES: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("dlarules fix (the proof and fold-constants run the model)", "pip install onnxruntime"),
+    "onnx_graphsurgeon": ("dlarules fix (its rewrites)", "pip install onnx-graphsurgeon"),
+    "onnx": ("dlarules (reading models)", "pip install onnx"),
+    "numpy": ("dlarules (reading models)", "pip install numpy"),
+    "yaml": ("dlarules (the rule DB)", "pip install pyyaml"),
+    "jsonschema": ("dlarules (validating the rule DB)", "pip install jsonschema"),
+    "tensorrt": ("dlarules verify --backend python",
+                 "pip install -e '.[trt]' or JetPack's python3-libnvinfer, or use --backend trtexec"),
+}
+
+
+def dependency_error(exc: ImportError) -> DependencyError | None:
+    """The one-line error for an import of a missing third-party package (None: not one we know: a bug)."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or name not in _DEPENDENCIES:
+        return None
+    needed_by, install = _DEPENDENCIES[name]
+    return DependencyError(name, f"not installed; {needed_by} needs it: {install}")

@@ -20,7 +20,7 @@ import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from . import splice
-from .api import Report, check
+from .core import Report, check
 from .errors import DlarulesError, OptionError, clip, first_line
 from .model import resolve_input_shapes
 from .recipes.base import Change, Context

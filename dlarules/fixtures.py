@@ -132,7 +132,7 @@ def default_target(db: Any, rule: Any, fixture: Mapping[str, Any]) -> Any:
 
 def run(db: Any, rule: Any, fixture: Mapping[str, Any]) -> tuple[bool, Any]:
     """Build and check a fixture; returns (did the rule fire on some layer, the report)."""
-    from .api import check
+    from .core import check
     model = build(fixture)
     report = check(model, db, target=default_target(db, rule, fixture))
     fired = any(f.rule == rule.id for v in report.layers for f in v.findings)

@@ -29,7 +29,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from . import splice
-from .api import Report, check
+from .core import Report, check
 from .errors import DlarulesError, OptionError, RulesError, clip
 from .flops import layer_flops
 from .ruledb import RuleDB, Target

@@ -90,7 +90,7 @@ def test_a_layer_rejected_only_in_int8_runs_fp16_in_int8_fp16_and_gpu_in_int8(db
     assert "summary: 2 layers on DLA (1 in INT8, 1 in FP16 demoted from INT8), 0 on GPU" in text
     assert "on DLA in a fallback precision, by rule (1 layer(s)):" in text
     assert "SLICE-FP16  [documented]  1 layer(s): not in INT8, so in FP16" in text
-    assert "-> SLICE: slice0 [DLA:0 FP16]  (not INT8: SLICE-FP16)" in text
+    assert "-> SLICE: slice0 [DLA sg 0 FP16]  (not INT8: SLICE-FP16)" in text
     # single-precision modes keep their summary line as it was
     assert "summary: 2 layers on DLA, 0 on GPU" in render(fp16)
 

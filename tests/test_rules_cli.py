@@ -26,9 +26,13 @@ def test_list_filters():
 def test_show_everything_about_a_rule():
     r = run_cli("rules", "show", "pool-window")
     assert r.returncode == 0
-    for part in ("# POOL-WINDOW", "Requires: `{attr: window, each: {min: 1, max: 8}}`", "Source:", "Fixtures:",
-                 "avgpool-to-conv", "Window size in the range [1,8]"):
+    assert r.stdout.splitlines()[0] == "POOL-WINDOW"   # terminal text: no heading marks, bold, ticks or link targets
+    for part in ("Requires: {attr: window, each: {min: 1, max: 8}}", "Source:", "Fixtures:",
+                 "Fix recipe: avgpool-to-conv for AveragePool", "Window size in the range [1,8]"):
         assert part in r.stdout, part
+    assert "https://github.com/NVIDIA/TensorRT" in r.stdout and "<https://" not in r.stdout   # the URL, bare
+    for markdown in ("](", "**", "`", "# "):
+        assert markdown not in r.stdout, markdown
     r = run_cli("rules", "show", "POOL-WINDOWS")
     assert r.returncode == 2 and "no such rule (did you mean POOL-WINDOW" in r.stderr
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .formats import Context, Format, display_path
+from .base import Context, Format, display_path
 
 if TYPE_CHECKING:
-    from ..api import CheckItem
+    from ..core import CheckItem
 
 MAX_LAYERS = 5   # layer names quoted per annotation
 

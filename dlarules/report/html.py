@@ -14,7 +14,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from ..api import Report
+from ..core import Report
 from ..fix import FixResult
 
 COLLAPSE_OVER = 120   # layers: above this, runs are collapsed on first view (every box stays one click away)

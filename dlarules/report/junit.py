@@ -10,10 +10,10 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
-from .formats import Context, Format, display_path
+from .base import Context, Format, display_path
 
 if TYPE_CHECKING:
-    from ..api import CheckItem
+    from ..core import CheckItem
 
 # characters XML 1.0 cannot hold (a model's names may carry them): replaced, so the file always parses
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .formats import Context, display_path, worst_exit
+from .base import Context, display_path, worst_exit
 
 if TYPE_CHECKING:
-    from ..api import CheckItem, Report
+    from ..core import CheckItem, Report
 
 MAX_RULES = 20
 

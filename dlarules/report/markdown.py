@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .formats import RULE_DOCS_URL, Context, FixView, Format, display_path, worst_exit
+from .base import RULE_DOCS_URL, Context, FixView, Format, display_path, worst_exit
 from .many import rules_across, verdict
 
 if TYPE_CHECKING:
-    from ..api import CheckItem, Report
+    from ..core import CheckItem, Report
 
 MAX_ROWS = 20
 

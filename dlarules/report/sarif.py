@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .formats import GATE_RULE, LOADABLE_RULE, RULE_DOCS_URL, Context, Format, gpu_findings, rule_entry
+from .base import GATE_RULE, LOADABLE_RULE, RULE_DOCS_URL, Context, Format, gpu_findings, rule_entry
 
 if TYPE_CHECKING:
-    from ..api import CheckItem
+    from ..core import CheckItem
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = "https://dlarules.dev/"
@@ -94,7 +94,7 @@ def _location(uri: str, artifact: int, nodes: list[str], layer: str) -> dict[str
 
 
 def _target_props(report: Any) -> dict[str, Any]:
-    from ..api import target_dict
+    from ..core import target_dict
     return target_dict(report.target)
 
 

@@ -2,7 +2,7 @@
 `show_all`. Deterministic (golden-file tested), no colors."""
 from __future__ import annotations
 
-from ..api import Report
+from ..core import Report
 
 MAX_PER_RULE = 12
 
@@ -146,7 +146,8 @@ def _nodes(report: Report) -> list[str]:
             continue
         for i in n.layers:
             v = by[i]
-            where = report.placement.device.get(i, "GPU")
+            # "DLA:1" is DLA subgraph 1 (the report's data), not DLA core 1: the text says so
+            where = report.placement.device.get(i, "GPU").replace("DLA:", "DLA sg ", 1)
             if where != "GPU" and v.precision:
                 where += f" {v.precision.upper()}"
             why = ", ".join(f.rule for f in v.findings)

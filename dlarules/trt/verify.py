@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import trtlog
-from ..api import Report
+from ..core import Report
 from ..atomic import write_text_atomic
 from ..compare import Comparison, compare, render_text as render_comparison
 from ..errors import ModelError, OptionError, clip
