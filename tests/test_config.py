@@ -149,6 +149,8 @@ def test_accepted_fallbacks_exit_0_and_show_in_every_format(tmp_path):
     assert junit.returncode == 0 and "<failure" not in junit.stdout and "(accepted: " in junit.stdout
     md = run_cli("check", "two.onnx", "--format", "markdown", cwd=tmp_path)
     assert "PASS" in md.stdout.splitlines()[0] and "1 accepted: context pool" in md.stdout
+    html = run_cli("check", "two.onnx", "--format", "html", cwd=tmp_path)
+    assert html.returncode == 0 and "accepted: context pool stays on the GPU" in html.stdout
     # gates still see the accepted layers on the GPU: coverage stays honest
     gated = run_cli("check", "two.onnx", "--min-dla-coverage", "100", cwd=tmp_path)
     assert gated.returncode == 1 and "gate failed: DLA coverage" in gated.stdout
