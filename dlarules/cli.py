@@ -120,6 +120,66 @@ ShapeOpt = typer.Option(None, "--input-shape", help="Fix a dynamic input: NAME:1
                                                      "a:DIMS,b:DIMS).")
 
 
+ConfigOpt = typer.Option(None, "--config", help="Config file to use (a dlarules.toml, or a pyproject.toml with "
+                                                 "[tool.dlarules]) instead of the one found above each model.")
+NoConfigOpt = typer.Option(False, "--no-config", help="Ignore config files: only the command line counts.")
+
+# command-line parameter -> config key (dlarules/config.py); the command line wins over a config file
+_CONFIG_KEYS = {"target": "target", "trt": "trt", "jetpack": "jetpack", "platform": "platform",
+                "precision": "precision", "dla_core": "dla-core", "rules": "rules", "input_shape": "input-shape",
+                "min_dla_coverage": "min-dla-coverage", "max_dla_subgraphs": "max-dla-subgraphs",
+                "dla_only": "dla-only", "fmt": "format"}
+
+
+def _given(ctx: typer.Context) -> dict:
+    """The options given on the command line (not their defaults), by config key: click says where each came from."""
+    out = {}
+    for param, key in _CONFIG_KEYS.items():
+        if param not in ctx.params:
+            continue
+        src = ctx.get_parameter_source(param)
+        if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
+            value = ctx.params[param]
+            out[key] = [str(v) for v in value] if key == "rules" and value else value
+    return out
+
+
+def _settings(ctx: typer.Context, model: Optional[Path], config: Optional[Path], no_config: bool):
+    """The options in force for `model`: command line > matching config override > config top level > defaults."""
+    from .config import resolve
+    if config is not None and no_config:
+        raise OptionError("--config", "cannot go with --no-config")
+    return resolve(model, _given(ctx), config=config, use_config=not no_config)
+
+
+def _as_config_error(settings, fn):
+    """Run fn(); an OptionError about a value the config gave names the config file:line, not the option."""
+    try:
+        return fn()
+    except OptionError as exc:
+        key = (exc.source or "").lstrip("-")
+        if key in settings.origin:
+            raise DlarulesError(settings.origin[key], f"{key}: {exc.problem}") from None
+        raise
+
+
+def _plan(settings, dbs: dict):
+    """The rule DB (one per set of rule folders), target and input shapes of one model's settings; any bad value
+    stops here, before a model is read."""
+    from .accept import vet
+    from .model import parse_input_shapes
+    s = settings
+    key = tuple(s["rules"] or ())
+    if key not in dbs:
+        dbs[key] = _as_config_error(s, lambda: _db([Path(p) for p in key]))
+    db = dbs[key]
+    t = _as_config_error(s, lambda: db.target(s["target"], s["trt"], jetpack=s["jetpack"], platform=s["platform"],
+                                              precision=s["precision"], dla_core=s["dla-core"]))
+    shapes = _as_config_error(s, lambda: parse_input_shapes(s["input-shape"]))
+    vet(s.ignores, db.ids)
+    return db, t, shapes
+
+
 def _version_cb(value: bool) -> None:
     if value:
         try:
@@ -272,6 +332,7 @@ def _write(text: str, output: Optional[Path], inputs: Optional[list] = None, wha
 
 @app.command()
 def check(
+    ctx: typer.Context,
     models: List[Path] = typer.Argument(..., metavar="MODEL...", help="The ONNX model(s); several are checked in "
                                                                        "one process, exit code the worst of them."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
@@ -287,43 +348,55 @@ def check(
                                                     help="Gate: fail if TensorRT would make more DLA subgraphs."),
     dla_only: bool = typer.Option(False, "--dla-only", help="Gate: fail unless the whole network fits one DLA "
                                                             "loadable (cuDLA / standalone)."),
+    config: Optional[Path] = ConfigOpt, no_config: bool = NoConfigOpt,
 ) -> None:
     """Which layers of MODEL run on DLA, which fall back to the GPU and why.
 
-    Exit 0: every layer on DLA (or, with gates, every gate passes); 1: fallbacks (or a failed gate); 2: bad input.
+    Exit 0: every layer on DLA, or every fallback accepted by the config's [[ignore]] (with gates: every gate
+    passes); 1: fallbacks (or a failed gate); 2: bad input.
 
-    Several models: each is checked (gates per model); one that cannot be read is a line and the others go on; the exit code is the worst (2 over 1 over 0)."""
-    from .api import CheckItem, check_many
-    from .model import parse_input_shapes
+    Several models: each is checked (gates per model); one that cannot be read is a line and the others go on; the exit code is the worst (2 over 1 over 0).
+    Options not given come from the config found above each model (dlarules.toml or pyproject.toml [tool.dlarules])."""
+    import time
+    from .accept import apply as accept
+    from .api import CheckItem, check as run_check
     from .report.formats import Context
-    form = _check_format(fmt, "check")
     if min_dla_coverage is not None and not 0 <= min_dla_coverage <= 100:
         raise OptionError("--min-dla-coverage", f"{min_dla_coverage:g} is not a percentage (0 to 100)")
     if max_dla_subgraphs is not None and max_dla_subgraphs < 0:
         raise OptionError("--max-dla-subgraphs", f"{max_dla_subgraphs} is negative")
+    # every model's settings, DB and target first: a bad option or config stops the command before any model
+    # is read; the format is one per call, the first model's
+    settings = [_settings(ctx, m, config, no_config) for m in models]
+    form = _as_config_error(settings[0], lambda: _check_format(settings[0]["format"], "check"))
     _vet(output, list(models), "report")
-    use_gates = min_dla_coverage is not None or max_dla_subgraphs is not None or dla_only
-    db = None
-    if len(models) == 1:   # one model: a bad one is the one-line error and exit 2, as always
-        db, report, _ = _report(models[0], rules, target, trt, jetpack, platform, precision, input_shape, dla_core)
-        items = [CheckItem(str(models[0]), report,
-                           gates=report.gates(min_dla_coverage, max_dla_subgraphs, dla_only) if use_gates else None)]
-    else:                  # bad options still stop here, before any model is read
-        db = _db(rules)
-        shapes = parse_input_shapes(input_shape)
-        t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
-        items = check_many(models, db, t, input_shapes=shapes, min_dla_coverage=min_dla_coverage,
-                           max_dla_subgraphs=max_dla_subgraphs, dla_only=dla_only)
-        for item in items:
-            if item.error is not None:
-                typer.echo(f"dlarules: error: {item.error}", err=True)
-    _write(form.render("check", items, Context(db=db, show_all=show_all or STATE.verbose)), output, list(models),
-           human=fmt == "text")
+    dbs: dict = {}
+    plans = [_plan(s, dbs) for s in settings]
+    items = []
+    for m, s, (db, t, shapes) in zip(models, settings, plans):
+        start = time.perf_counter()
+        try:
+            report = _as_config_error(s, lambda: run_check(m, db, target=t, input_shapes=shapes))
+        except DlarulesError as exc:
+            if len(models) == 1:   # one model: a bad one is the one-line error and exit 2, as always
+                raise
+            items.append(CheckItem(str(m), error=exc.line(), seconds=time.perf_counter() - start))
+            typer.echo(f"dlarules: error: {exc.line()}", err=True)
+            continue
+        if s.ignores:
+            accept(report, s.ignores)
+        gates = None
+        if s["min-dla-coverage"] is not None or s["max-dla-subgraphs"] is not None or s["dla-only"]:
+            gates = report.gates(s["min-dla-coverage"], s["max-dla-subgraphs"], bool(s["dla-only"]))
+        items.append(CheckItem(str(m), report, gates=gates, seconds=time.perf_counter() - start))
+    _write(form.render("check", items, Context(db=plans[0][0], show_all=show_all or STATE.verbose)), output,
+           list(models), human=form.name == "text")
     raise typer.Exit(max(i.exit_code for i in items))
 
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="The ONNX model the log was built from."),
     log: Path = typer.Option(..., "--log", help="A trtexec / TensorRT builder log with the DLA/GPU layer lists."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
@@ -331,15 +404,21 @@ def compare(
     input_shape: Optional[List[str]] = ShapeOpt, rules: Optional[List[Path]] = RulesOpt,
     fmt: str = _format_opt("compare"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the comparison here."),
+    config: Optional[Path] = ConfigOpt, no_config: bool = NoConfigOpt,
 ) -> None:
-    """The prediction next to a real TensorRT build log. Exit 0: full agreement; 1: disagreements."""
+    """The prediction next to a real TensorRT build log. Exit 0: full agreement; 1: disagreements.
+
+    Options not given (target, trt, precision, rules, ...) come from the config found above MODEL."""
+    from .api import check as run_check
     from .compare import compare as run_compare
     from .report.formats import Context
     from .trtlog import read
     form = _check_format(fmt, "compare")
     _vet(output, [model, log], "comparison")
     observed = read(log)
-    db, report, _ = _report(model, rules, target, trt, jetpack, platform, precision, input_shape)
+    settings = _settings(ctx, model, config, no_config)
+    db, t, shapes = _plan(settings, {})
+    report = _as_config_error(settings, lambda: run_check(model, db, target=t, input_shapes=shapes))
     result = run_compare(report, observed)
     _write(form.render("compare", result, Context(db=db)), output, [model, log], "comparison", human=fmt == "text")
     raise typer.Exit(0 if result.agreed else 1)
@@ -384,6 +463,7 @@ def verify(
 
 @app.command()
 def fix(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="The ONNX model (not overwritten unless named by -o with --force)."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
@@ -404,13 +484,16 @@ def fix(
     then_split: bool = typer.Option(False, "--then-split", help="Then split the fixed model (or MODEL, when no "
                                                                 "rewrite applies) as `dlarules split` does, beside "
                                                                 "it; the exit code is split's."),
+    config: Optional[Path] = ConfigOpt, no_config: bool = NoConfigOpt,
 ) -> None:
     """Rewrite MODEL so more of it runs on DLA, prove it computes the same function, and write MODEL.dla.onnx.
 
     Rewrites are kept only if the whole model gets better: fewer DLA subgraphs, then fewer GPU layers, then fewer
     transitions. Exit 0: a better model written (or dry run) with the proof passing, or nothing to do (all on DLA);
     1: the proof failed (nothing written without --force), or no rewrite makes the model better and it still
-    falls back to the GPU (nothing written). With --then-split: split's exit code once the fix is written."""
+    falls back to the GPU (nothing written). With --then-split: split's exit code once the fix is written.
+
+    Options not given (target, trt, precision, rules, input-shape, ...) come from the config found above MODEL."""
     from .fix import default_output, fix as run_fix, parse_recipe_list, write
     from .model import parse_input_shapes
     from .prove import npz_path
@@ -419,8 +502,8 @@ def fix(
     for option, value in (("--rtol", rtol), ("--atol", atol)):
         if not math.isfinite(value) or value < 0:
             raise OptionError(option, f"{value:g} is not a tolerance (a finite number >= 0)")
-    db = _db(rules)
-    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
+    settings = _settings(ctx, model, config, no_config)
+    db, t, shapes = _plan(settings, {})
     out = output or default_output(model)
     if then_split and dry_run:
         raise OptionError("--then-split", "cannot go with --dry-run (a dry run writes no model to split)")
@@ -432,7 +515,7 @@ def fix(
         from .split import default_outputs, vet_outputs
         vet_outputs(default_outputs(out), model, force)
     try:
-        result = run_fix(model, db, t, input_shapes=parse_input_shapes(input_shape),
+        result = run_fix(model, db, t, input_shapes=shapes,
                          only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
                          allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol,
                          atol=atol, progress=_progress())
@@ -460,7 +543,7 @@ def fix(
             _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
                    None, [model], human=fmt == "text")
             typer.echo("")
-        _split_and_report(base, db, t, parse_input_shapes(input_shape), paths, force, fmt, before)
+        _split_and_report(base, db, t, shapes, paths, force, fmt, before)
     _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
            None, [model], human=fmt == "text")
     raise typer.Exit(result.exit_code)
@@ -468,6 +551,7 @@ def fix(
 
 @app.command()
 def split(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="The ONNX model (only read)."),
     target: str = TargetOpt, trt: Optional[str] = TrtOpt, jetpack: Optional[str] = JetpackOpt,
     platform: Optional[str] = PlatformOpt, precision: Optional[str] = PrecisionOpt,
@@ -478,21 +562,22 @@ def split(
                                                                                "beside the model)."),
     force: bool = typer.Option(False, "--force", help="Replace existing parts; write even if the proof fails."),
     fmt: str = _format_opt("split"),
+    config: Optional[Path] = ConfigOpt, no_config: bool = NoConfigOpt,
 ) -> None:
     """Cut MODEL into the largest part that is one standalone DLA loadable (cuDLA) and a GPU part reading its
     outputs; prove the two chained compute the original; print the trtexec commands for both.
 
     Exit 0: both parts written and proven; 1: no split (the whole model is one DLA loadable, nothing can go on
-    DLA, or the proof failed); 2: bad input."""
+    DLA, or the proof failed); 2: bad input. Options not given (target, trt, precision, rules, ...) come from the
+    config found above MODEL."""
     _check_format(fmt, "split")
-    from .model import parse_input_shapes
     from .split import check_output_dir, default_outputs, vet_outputs
-    db = _db(rules)
-    t = db.target(target, trt, jetpack=jetpack, platform=platform, precision=precision, dla_core=dla_core)
+    settings = _settings(ctx, model, config, no_config)
+    db, t, shapes = _plan(settings, {})
     check_output_dir(output_dir)
     paths = default_outputs(model, output_dir)
     vet_outputs(paths, model, force)   # before the work
-    _split_and_report(model, db, t, parse_input_shapes(input_shape), paths, force, fmt)
+    _split_and_report(model, db, t, shapes, paths, force, fmt)
 
 
 def _split_and_report(model: Path, db, t, shapes, paths, force: bool, fmt: str, before: Optional[dict] = None) -> None:

@@ -47,6 +47,19 @@ class Report:
     layers: list[LayerVerdict]
     placement: Placement
     layer_graph: LayerGraph | None = None
+    # accepted fallbacks (accept.py, from the config's [[ignore]]): (layer index, rule ID) -> the reason; and the
+    # ignores that applied to this model with their use counts (None: no ignore configured; the JSON stays as is)
+    accepted: dict[tuple[int, str], str] = field(default_factory=dict)
+    ignores: list[dict[str, Any]] | None = None
+
+    def accepted_reason(self, index: int, rule: str) -> str | None:
+        """The reason a (layer, rule) fallback is accepted, or None."""
+        return self.accepted.get((index, rule))
+
+    def layer_accepted(self, v: LayerVerdict) -> bool:
+        """A GPU layer every reason of which is accepted (a layer moved by the loadable limit: DLA-LOADABLE-LIMIT)."""
+        rules = [f.rule for f in v.findings] or ["DLA-LOADABLE-LIMIT"]
+        return bool(self.accepted) and all((v.index, r) in self.accepted for r in rules)
 
     @property
     def gpu_layers(self) -> list[LayerVerdict]:
@@ -113,6 +126,7 @@ class Report:
             "fallbacks_by_rule": {rule: len(items) for rule, items in sorted(self.findings_by_rule().items())},
             "layers_by_precision": self.layers_by_precision,
             "layers_demoted": sum(1 for v in self.layers if v.demoted and self.on_dla(v.index)),
+            **({"layers_accepted": self.layers_accepted} if self.ignores is not None else {}),
         }
 
     @property
@@ -132,7 +146,12 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 0 if not self.placement.gpu_layers else 1
+        """0 when no layer falls back to the GPU, or every one that does is accepted (config [[ignore]])."""
+        return 0 if all(self.layer_accepted(v) for v in self.gpu_layers) else 1
+
+    @property
+    def layers_accepted(self) -> int:
+        return sum(1 for v in self.gpu_layers if self.layer_accepted(v))
 
     def findings_by_rule(self) -> dict[str, list[tuple[LayerVerdict, Finding]]]:
         out: dict[str, list[tuple[LayerVerdict, Finding]]] = {}
@@ -154,8 +173,18 @@ class Report:
             "dla_only": self.dla_only,
             **({"explicit_quantization": q} if (q := self.explicit_quantization) is not None else {}),
             "placement": self.placement.to_dict(by),
-            "nodes": [n.to_dict(by, self.placement) for n in self.nodes],
+            "nodes": self._nodes_dict(by),
+            **({"ignores": self.ignores} if self.ignores is not None else {}),
         }
+
+    def _nodes_dict(self, by: dict[int, LayerVerdict]) -> list[dict[str, Any]]:
+        nodes = [n.to_dict(by, self.placement) for n in self.nodes]
+        if self.ignores is not None:   # with ignores configured, every finding says whether it is accepted
+            for n in nodes:
+                for layer in n["layers"]:
+                    for f in layer["findings"]:
+                        f["accepted"] = self.accepted_reason(layer["index"], f["rule"])
+        return nodes
 
 
 @dataclass

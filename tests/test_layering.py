@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("features", ("dlarules.fix", "dlarules.compare", "dlarules.diff", "dlarules.export", "dlarules.docs",
                   "dlarules.fixtures", "dlarules.prove", "dlarules.splice", "dlarules.trtlog", "dlarules.recipes.",
                   "dlarules.trt", "dlarules.trt.", "dlarules.report", "dlarules.report.", "dlarules.split",
-                  "dlarules.formats", "dlarules.formats.")),
+                  "dlarules.formats", "dlarules.formats.", "dlarules.config", "dlarules.accept")),
     ("api", ("dlarules.api", "dlarules")),   # the package re-exports the API lazily (dlarules/__init__.py)
     ("cli", ("dlarules.cli", "dlarules.__main__")),
 ]

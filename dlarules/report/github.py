@@ -43,7 +43,13 @@ def render_check(items: list["CheckItem"], ctx: Context) -> str:
             names = ", ".join(f"{v.kind}: {v.name}" for v, _ in hits[:MAX_LAYERS])
             more = f" and {len(hits) - MAX_LAYERS} more" if len(hits) > MAX_LAYERS else ""
             fixes = sorted({x.fix for _, x in hits if x.fix})
-            out.append(command(level, file, f"{rule_id} ({len(hits)} layer(s) on the GPU)",
+            reasons = [x for v, _ in hits if (x := r.accepted_reason(v.index, rule_id)) is not None]
+            if len(reasons) == len(hits):   # every layer accepted (config [[ignore]]): not a failure, a notice
+                out.append(command("notice", file, f"{rule_id} ({len(hits)} layer(s) on the GPU, accepted)",
+                                   f"accepted: {'; '.join(sorted(set(reasons)))} [{names}{more}]"))
+                continue
+            out.append(command(level, file, f"{rule_id} ({len(hits)} layer(s) on the GPU"
+                               + (f", {len(reasons)} accepted)" if reasons else ")"),
                                f"{f.message} [{names}{more}]" + (f"; fix: {', '.join(fixes)}" if fixes else "")
                                + f"; source: {f.source}"))
         moved = [v for v in r.gpu_layers if not v.findings]

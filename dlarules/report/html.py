@@ -196,7 +196,8 @@ def _panel(r: Report, pid: str, heading: str, fixed: bool = False) -> str:
             fs = v.findings
             rules = " ".join(f"<a class='rule' href='#rule-{_e(f.rule)}'>{_e(f.rule)}</a>" for f in fs) \
                 or "<span class='rule'>loadable limit</span>"
-            why = "<br>".join(_e(f.message) for f in fs) or \
+            why = "<br>".join(_e(f.message) + (f" <em class='accepted'>accepted: {_e(a)}</em>" if (
+                a := r.accepted_reason(v.index, f.rule)) is not None else "") for f in fs) or \
                 f"its DLA subgraph is past the loadable limit of {pl.loadable_limit} per DLA core"
             fixes = ", ".join(sorted({_e(f.fix) for f in fs if f.fix})) or "&mdash;"
             parts.append(f"<tr id='{pid}-layer-{v.index}' class='fallback' data-layer='{v.index}' "

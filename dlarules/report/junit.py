@@ -63,7 +63,8 @@ def _fallback_text(item: "CheckItem") -> str:
         f = hits[0][1]
         fixes = sorted({x.fix for _, x in hits if x.fix})
         lines.append(f"{rule_id} [{f.confidence}] {len(hits)} layer(s)" + (f", fix: {', '.join(fixes)}" if fixes else ""))
-        lines += [f"  {v.kind}: {v.name}: {x.message}" for v, x in hits]
+        lines += [f"  {v.kind}: {v.name}: {x.message}" + (f" (accepted: {a})" if (a := r.accepted_reason(v.index, rule_id))
+                                                          is not None else "") for v, x in hits]
     moved = [v for v in r.gpu_layers if not v.findings]
     if moved:
         lines.append(f"loadable limit: {len(moved)} layer(s) in DLA subgraphs moved to the GPU")

@@ -19,7 +19,7 @@ def verdict(item: "CheckItem") -> str:
     if item.gates:
         return "gate failed"
     if item.report.exit_code == 0:
-        return "all on DLA"
+        return "all on DLA" if not item.report.gpu_layers else "GPU fallbacks accepted"
     return "GPU fallbacks" + (" (gates pass)" if item.gates is not None else "")
 
 
@@ -92,6 +92,10 @@ def render_text(items: list["CheckItem"], ctx: Context) -> str:
                         [[r, str(m), str(n), ", ".join(f) or "-"] for r, m, n, f in shown])
         if len(across) > len(shown):
             lines.append(f"  ... and {len(across) - len(shown)} more (--all lists them)")
+    unused = [(i, ig) for i in items if i.report is not None for ig in i.report.ignores or [] if not ig["used"]]
+    if unused:
+        lines.append("")
+        lines += [f"unused ignore: {ig['source']}: {ig['rule']} in {display_path(i.model, ctx.cwd)}" for i, ig in unused]
     counts = {c: sum(1 for i in items if i.exit_code == c) for c in (0, 1, 2)}
     lines.append("")
     lines.append(f"{counts[0]} model(s) all on DLA (or passing the gates), {counts[1]} with GPU fallbacks or failed gates, "

@@ -57,7 +57,7 @@ def _one(item: "CheckItem", ctx: Context) -> list[str]:
     out = [f"### dlarules: {code(display_path(r.model, ctx.cwd))}: {'PASS' if ok else 'FAIL'}, {verdict(item)}", "",
            f"Target: {cell(_target(r))}", "",
            "| | |", "|---|---|",
-           f"| verdict | {'everything runs on DLA' if r.exit_code == 0 else 'some layers fall back to the GPU'} "
+           f"| verdict | {('everything runs on DLA' if not r.gpu_layers else 'every GPU fallback is accepted') if r.exit_code == 0 else 'some layers fall back to the GPU'} "
            f"(exit {item.exit_code}) |",
            f"| layers | {s['layers_on_dla']} on DLA, {s['layers_on_gpu']} on GPU (of {s['layers']}) |",
            f"| DLA coverage | {cov['layers_pct']:.1f}% of layers, {cov['flops_pct']:.1f}% of FLOPs |",
@@ -76,7 +76,10 @@ def _one(item: "CheckItem", ctx: Context) -> list[str]:
         for rule_id, hits in ordered[:MAX_ROWS]:
             v, f = hits[0]
             fixes = sorted({x.fix for _, x in hits if x.fix})
-            out.append(f"| [{rule_id}]({RULE_DOCS_URL.format(id=rule_id)}) | {len(hits)} | {code(v.kind + ': ' + v.name)}"
+            reasons = sorted({x for h, _ in hits if (x := r.accepted_reason(h.index, rule_id)) is not None})
+            n_acc = sum(1 for h, _ in hits if r.accepted_reason(h.index, rule_id) is not None)
+            acc = f" ({n_acc} accepted: {cell('; '.join(reasons))})" if n_acc else ""
+            out.append(f"| [{rule_id}]({RULE_DOCS_URL.format(id=rule_id)}) | {len(hits)}{acc} | {code(v.kind + ': ' + v.name)}"
                        f" {cell(f.message)} | {', '.join(code(x) for x in fixes) or cell(f.hint) or '-'} |")
         out += _more(len(ordered) - MAX_ROWS, "rule(s)")
         with_recipe = [v for v in r.fallbacks if any(f.fix for f in v.findings)]
@@ -86,6 +89,10 @@ def _one(item: "CheckItem", ctx: Context) -> list[str]:
                         f" `dlarules fix` applies them and proves the rewrite. Try {code(_fix_command(r))}."]
     else:
         out += ["", "No rule fires: every layer fits DLA."]
+    unused = [i for i in r.ignores or [] if not i["used"]]
+    if unused:
+        out += ["", "Unused ignores (they match no GPU layer of this model): "
+                + ", ".join(f"{code(i['rule'])} ({cell(i['source'])})" for i in unused)]
     return out
 
 

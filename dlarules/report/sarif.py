@@ -145,10 +145,14 @@ def render_check(items: list["CheckItem"], ctx: Context) -> str:
                 rule_id = f.rule
                 text = f"{v.kind} {v.name} falls back to the GPU: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
                 props = {"confidence": f.confidence, **({"fix": f.fix} if f.fix else {})}
-            results.append({"ruleId": rule_id, "ruleIndex": idx, "level": level, "message": {"text": text},
-                            "locations": [_location(uri, a, v.nodes, v.name)],
-                            "partialFingerprints": {"dlarulesLayer/v1": _fingerprint(uri, rule_id, v.name)},
-                            "properties": {"layer": v.name, "layerKind": v.kind, "onnxOp": v.op, **props}})
+            res = {"ruleId": rule_id, "ruleIndex": idx, "level": level, "message": {"text": text},
+                   "locations": [_location(uri, a, v.nodes, v.name)],
+                   "partialFingerprints": {"dlarulesLayer/v1": _fingerprint(uri, rule_id, v.name)},
+                   "properties": {"layer": v.name, "layerKind": v.kind, "onnxOp": v.op, **props}}
+            reason = r.accepted_reason(v.index, rule_id)
+            if reason is not None:   # an accepted fallback (config [[ignore]]): suppressed outside the model file
+                res["suppressions"] = [{"kind": "external", "status": "accepted", "justification": reason}]
+            results.append(res)
         for v in r.layers:   # on DLA, but in a later precision of the build mode: a note
             if v.precision is None or not v.demoted or not r.on_dla(v.index):
                 continue

@@ -29,13 +29,31 @@ def render(report: Report, show_all: bool = False, gates: list[str] | None = Non
                  f"(cuDLA standalone): " + ("yes" if only["feasible"] else
                                             f"no ({len(only['blockers'])} GPU layer(s), "
                                             f"{only['dla_subgraphs']} DLA subgraph(s))"))
+    lines += ignore_lines(report)
     for g in gates or []:
         lines.append(f"gate failed: {g}")
-    verdict = "everything runs on DLA" if report.exit_code == 0 else "some layers fall back to the GPU"
+    verdict = ("everything runs on DLA" if not report.gpu_layers else
+               f"every GPU fallback is accepted ({report.layers_accepted} layer(s))" if report.exit_code == 0 else
+               "some layers fall back to the GPU")
     lines.append(f"summary: {s['layers_on_dla']} layers on DLA{_precisions(report)}, {s['layers_on_gpu']} on GPU, "
                  f"{s['dla_subgraphs']} DLA subgraph(s), {s['transitions']} GPU<->DLA transition(s): {verdict}")
     lines += _next_step(report)
     return "\n".join(lines) + "\n"
+
+
+def ignore_lines(report: Report) -> list[str]:
+    """The config's ignores for this model: how many fallbacks each accepted, and the unused ones (a stale ignore
+    is worth removing: it would silently accept a new fallback later)."""
+    if report.ignores is None:
+        return []
+    used = [i for i in report.ignores if i["used"]]
+    out = [f"accepted fallbacks: {report.layers_accepted} GPU layer(s) by {len(used)} of {len(report.ignores)} "
+           f"ignore(s) of the config (still on the GPU: counted in coverage and gates)"]
+    for i in report.ignores:
+        if not i["used"]:
+            where = (f" node {i['node']}" if i["node"] else "") + (f" files {', '.join(i['files'])}" if i["files"] else "")
+            out.append(f"unused ignore: {i['source']}: {i['rule']}{where} matches no GPU layer of this model")
+    return out
 
 
 def _next_step(report: Report) -> list[str]:
@@ -100,11 +118,16 @@ def _fallbacks(report: Report, show_all: bool) -> list[str]:
         first = items[0][1]
         fixes = sorted({f.fix for _, f in items if f.fix})
         fix = f"  fix: {', '.join(fixes)}" if fixes else ""
-        out.append(f"  {rule_id}  [{first.confidence}]  {len(items)} layer(s){fix}")
+        n_acc = sum(1 for v, _ in items if report.accepted_reason(v.index, rule_id) is not None)
+        acc = f" ({n_acc} accepted)" if n_acc else ""
+        out.append(f"  {rule_id}  [{first.confidence}]  {len(items)} layer(s){acc}{fix}")
         shown = items if show_all else items[:MAX_PER_RULE]
         for v, f in shown:
             out.append(f"    {v.kind}: {v.name}")
             out.append(f"      {f.message}")
+            reason = report.accepted_reason(v.index, rule_id)
+            if reason is not None:
+                out.append(f"      accepted: {reason}")
         if len(items) > len(shown):
             out.append(f"    ... and {len(items) - len(shown)} more (--all lists every node)")
         out.append(f"    source: {first.source}")
