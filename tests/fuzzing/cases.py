@@ -17,7 +17,7 @@ MODULES = {"orin": ["agx-orin", "orin-nx-16", "orin-nx-8", "orin-nano", "drive-o
 
 @dataclass
 class Case:
-    kind: str                                  # check | fix | compare | api
+    kind: str                                  # check | fix | compare | split | api
     files: dict[str, bytes]                    # written into a fresh folder; the run's cwd
     argv: list[str] = field(default_factory=list)     # the CLI arguments (check, fix, compare)
     api: dict[str, Any] = field(default_factory=dict)  # api.check keyword arguments (+ "proto": pass a ModelProto)
@@ -74,6 +74,38 @@ def make_log(d: Draw, data: bytes) -> bytes:
     return raw
 
 
+# what each command's --format takes (report/formats.py); a wrong one now and then: a one-line exit 2
+FORMATS = {"check": ["text", "json", "sarif", "markdown", "github", "junit", "html"],
+           "compare": ["text", "json", "sarif", "markdown", "github", "junit"],
+           "fix": ["text", "json", "markdown", "html"], "split": ["text", "json"]}
+
+
+def make_config(d: Draw, data: bytes) -> bytes:
+    """A dlarules.toml beside the model: valid settings and ignores over its node names, or damaged ones."""
+    nodes = _node_names(data)
+    target = d.choice(list(TARGETS))
+    lines = [f'target = "{target}"']
+    if d.chance(0.5):
+        lines.append(f'trt = "{d.choice(TARGETS[target])}"')
+    if d.chance(0.2):
+        lines.append(d.choice(['trt = 10.3', 'precision = "fp33"', 'min-dla-coverage = 150', 'targett = "orin"',
+                               'rules = ["nosuch"]', 'format = "sarif"', 'dla-only = "yes"']))
+    for _ in range(d.int(0, 3)):
+        rule = d.choice(["POOL-WINDOW", "GEN-RANK", "UNARY-OP", "EW-OP", "NO-SUCH-RULE", "GEN-MAX-DIM"])
+        lines += ["[[ignore]]", f'rule = "{rule}"']
+        if nodes and d.chance(0.6):
+            name = d.choice(nodes)[0]
+            lines.append(f'node = "{name.replace(chr(92), "").replace(chr(34), "")[:40]}*"')
+        if d.chance(0.9):
+            lines.append('reason = "known fallback"')
+    if d.chance(0.2):
+        lines += ["[[overrides]]", 'files = ["*.onnx"]', f'target = "{d.choice(list(TARGETS))}"']
+    raw = ("\n".join(lines) + "\n").encode()
+    if d.chance(0.08):
+        raw = d.choice([b"\xff\xfe not toml", b"[[ignore]\nrule=", b"target = ", raw[: d.int(0, len(raw))]])
+    return raw
+
+
 def _common(d: Draw, shapes: dict[str, list[int]]) -> list[str]:
     target = d.choice(list(TARGETS))
     args = ["--target", target if not d.chance(0.1) else d.choice(MODULES[target])]
@@ -97,7 +129,7 @@ def make_case(d: Draw, source: str | None = None, kind: str | None = None) -> Ca
     if source is None:
         source = "graph" if not available() or d.chance(0.65) else "mutant"
     extra: dict[str, bytes] = {}
-    kind = kind or d.choice(["check", "check", "fix", "fix", "compare", "api"])
+    kind = kind or d.choice(["check", "check", "fix", "fix", "compare", "split", "api"])
     if source == "graph":
         g = build_graph(d, fixable=kind == "fix" and d.chance(0.6))
         data, shapes, label = g.model.SerializeToString(), g.dynamic, "graph " + ",".join(g.ops)
@@ -105,6 +137,8 @@ def make_case(d: Draw, source: str | None = None, kind: str | None = None) -> Ca
         mu = mutate_model(d)
         data, shapes, extra, label = mu.data, mu.shapes, mu.extra, f"mutant {mu.source}: " + "; ".join(mu.edits)
     files = {"m.onnx": data, **extra}
+    if kind != "api" and d.chance(0.12):
+        files["dlarules.toml"] = make_config(d, data)
     if kind == "api":
         target = d.choice(list(TARGETS))
         api: dict[str, Any] = {"hardware": target, "proto": d.chance(0.3)}
@@ -116,8 +150,11 @@ def make_case(d: Draw, source: str | None = None, kind: str | None = None) -> Ca
             api["input_shapes"] = {k: tuple(v) for k, v in shapes.items()}
         return Case("api", files, api=api, label=label)
     args = [kind, "m.onnx"] + _common(d, shapes)
-    fmt = d.choice(["text", "json"])
+    fmt = d.choice(FORMATS[kind]) if not d.chance(0.02) else d.choice(["svg", "xml", "json2"])
     if kind == "check":
+        if d.chance(0.15):   # several models in one call: a copy, or another generated graph
+            files["m2.onnx"] = data if d.chance(0.5) else build_graph(d).model.SerializeToString()
+            args.insert(2, "m2.onnx")
         args += ["--format", fmt]
         if d.chance(0.3):
             args.append("--all")
@@ -130,12 +167,20 @@ def make_case(d: Draw, source: str | None = None, kind: str | None = None) -> Ca
         args += ["--log", "build.log", "--format", fmt]
         if d.chance(0.2):
             args += ["-o", "cmp.out"]
+    elif kind == "split":
+        args += ["--format", fmt]
+        if d.chance(0.5):
+            args += ["-o", "out"]
+        if d.chance(0.2):
+            args.append("--force")
     else:
         args += ["--format", fmt]
         if d.chance(0.25):
             args.append("--dry-run")
         else:
             args += ["-o", "out/fixed.onnx"]
+            if d.chance(0.1):
+                args.append("--then-split")
         if d.chance(0.4):
             args.append("--allow-approx")
         if d.chance(0.08):

@@ -163,9 +163,15 @@ def _names(case: Case) -> list[str]:
     return out
 
 
+def _models(case: Case) -> int:
+    """How many models the command was given (check takes several: one error line for each bad one)."""
+    return max(1, sum(1 for a in case.argv[1:] if a.endswith(".onnx") and not a.startswith("-")
+                      and case.argv[case.argv.index(a) - 1] not in ("-o", "--output")))
+
+
 def _check_error_line(err: str, case: Case) -> Outcome | None:
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    if len(lines) != 1:
+    if not 1 <= len(lines) <= (_models(case) if case.kind == "check" else 1):
         return Outcome("bad-error", f"{case.kind}: {len(lines)} stderr lines: {_normalize(lines[-1] if lines else '')}",
                        err[-600:])
     line = lines[0]
@@ -253,22 +259,38 @@ def run_case(case: Case, folder: Path) -> Outcome:
     if _ORT_NOISE.search(err):
         return Outcome("bad-error", f"{case.kind}: noise on stderr: {_normalize(err.strip().splitlines()[0])}",
                        err[-400:], rc)
-    fmt_json = "json" in case.argv[case.argv.index("--format") + 1:case.argv.index("--format") + 2] \
-        if "--format" in case.argv else False
-    if fmt_json:
-        text = out
-        for flag in ("-o", "--output"):
-            if flag in case.argv and case.kind in ("check", "compare"):
-                p = folder / case.argv[case.argv.index(flag) + 1]
-                text = p.read_text(encoding="utf-8") if p.is_file() else ""
+    fmt = case.argv[case.argv.index("--format") + 1] if "--format" in case.argv else "text"
+    text = out
+    for flag in ("-o", "--output"):
+        if flag in case.argv and case.kind in ("check", "compare"):
+            p = folder / case.argv[case.argv.index(flag) + 1]
+            text = p.read_text(encoding="utf-8") if p.is_file() else ""
+    if fmt == "json" and "--then-split" not in case.argv:
         try:
             data = json.loads(text)
         except ValueError as exc:
             return Outcome("bad-output", f"{case.kind}: JSON output does not parse", f"{exc}: {text[:200]!r}", rc)
-        if case.kind == "check" and "gates" not in data:
+        if case.kind == "check" and "gates" not in data and "reports" not in data and "ignores" not in data:
             bad = _validate_report(data, "check", rc)
             if bad.category != "ok":
                 return bad
+    elif fmt == "sarif":
+        bad = _validate_sarif(text, case.kind, rc)
+        if bad is not None:
+            return bad
+    elif fmt == "junit":
+        import xml.etree.ElementTree as ET
+        try:
+            ET.fromstring(text)
+        except ET.ParseError as exc:
+            return Outcome("bad-output", f"{case.kind}: JUnit XML does not parse", f"{exc}: {text[:200]!r}", rc)
+    elif fmt == "html" and not text.startswith("<!DOCTYPE html>"):
+        return Outcome("bad-output", f"{case.kind}: the HTML page does not start with its doctype", text[:200], rc)
+    if case.kind == "split" or "--then-split" in case.argv:
+        for part in sorted(folder.rglob("*part.onnx")):
+            problem = _check_model_file(part)
+            if problem:
+                return Outcome("bad-output", f"split: a written part fails {problem.split(':')[0]}", problem, rc)
     if case.kind == "fix" and "-o" in case.argv:
         written = folder / case.argv[case.argv.index("-o") + 1]
         # a promise about what fix writes, for inputs that keep it themselves
@@ -277,6 +299,26 @@ def run_case(case: Case, folder: Path) -> Outcome:
             if problem:
                 return Outcome("bad-output", f"fix: the written model fails {problem.split(':')[0]}", problem, rc)
     return Outcome("ok", "ok", "", rc)
+
+
+_SARIF: dict | None = None
+
+
+def _validate_sarif(text: str, kind: str, rc: int | None) -> Outcome | None:
+    global _SARIF
+    import jsonschema
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return Outcome("bad-output", f"{kind}: SARIF output does not parse", f"{exc}: {text[:200]!r}", rc)
+    if _SARIF is None:
+        _SARIF = json.loads((ROOT / "tests" / "data" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    try:
+        jsonschema.validate(data, _SARIF)
+    except jsonschema.ValidationError as exc:
+        return Outcome("bad-output", f"{kind}: SARIF does not validate: {_normalize(exc.message)}",
+                       exc.message[:300], rc)
+    return None
 
 
 def _validate_report(data: dict, kind: str, rc: int | None) -> Outcome:
