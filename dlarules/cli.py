@@ -171,7 +171,13 @@ def _plan(settings, dbs: dict):
     s = settings
     key = tuple(s["rules"] or ())
     if key not in dbs:
-        dbs[key] = _as_config_error(s, lambda: _db([Path(p) for p in key]))
+        try:
+            dbs[key] = _as_config_error(s, lambda: _db([Path(p) for p in key]))
+        except DlarulesError as exc:
+            # a rules folder the config names (resolved against the config's folder): name the config line
+            if "rules" not in s.origin:
+                raise
+            raise DlarulesError(s.origin["rules"], f"rules: {clip(str(exc.source), 80)}: {exc.problem}") from None
     db = dbs[key]
     t = _as_config_error(s, lambda: db.target(s["target"], s["trt"], jetpack=s["jetpack"], platform=s["platform"],
                                               precision=s["precision"], dla_core=s["dla-core"]))

@@ -190,3 +190,14 @@ def test_fix_and_split_take_the_target_from_config(tmp_path):
     assert fix.returncode in (0, 1) and "TensorRT 8.5" in fix.stdout, fix.stdout + fix.stderr
     both = run_cli("split", "two.onnx", "--config", "dlarules.toml", "--no-config", cwd=tmp_path)
     assert both.returncode == 2 and "--config: cannot go with --no-config" in both.stderr
+
+
+def test_a_missing_rules_folder_in_the_config_names_the_config_line(tmp_path):
+    # found by the fuzz campaign: the line named only the resolved folder, not the config that asked for it
+    import shutil
+    from conftest import EXAMPLE, run_cli
+    shutil.copy(EXAMPLE, tmp_path / "m.onnx")
+    (tmp_path / "dlarules.toml").write_text('target = "orin"\nrules = ["nosuch"]\n')
+    r = run_cli("check", str(tmp_path / "m.onnx"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "dlarules.toml:2: rules: " in r.stderr and "nosuch" in r.stderr
