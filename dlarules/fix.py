@@ -32,6 +32,10 @@ from .ruledb import RuleDB, Target
 G_LOGGER.severity = G_LOGGER.CRITICAL + 1
 
 MAX_ROUNDS = 8
+# A round that is not better by itself but leaves fewer GPU layers may be judged together with the rounds after
+# it (at most this many, not nested): a rewrite whose gain needs the next rewrite.
+LOOKAHEAD_DEPTH = 1
+LOOKAHEAD_ROUNDS = 2
 
 
 @dataclass
@@ -206,6 +210,7 @@ class _Fixer:
                  progress: Callable[[str], None] | None = None) -> None:
         self.db, self.target, self.shapes = db, target, shapes
         self.progress = progress
+        self.depth = 0   # > 0 inside a lookahead
         self.allowed, self.excluded, self.allow_approx = allowed, excluded, allow_approx
         self.changes: list[Change] = []
         self.decided: dict[tuple[str, str], str] = {}    # (recipe, node) -> "applied" or why not
@@ -282,12 +287,54 @@ class _Fixer:
             return None
         whole = _Trial(self, model, span, local, shapes, dtypes, reserved,
                        trial if len(keep) == len(_by_plan_node(trial[0])) else None)
-        accepted, best = whole.accept(report, list(keep.items()))
+        items = list(keep.items())
+        full = whole.try_all(items)
+        if full is not None and not better(full[2], report) and self.depth < LOOKAHEAD_DEPTH \
+                and full[2].summary["layers_on_gpu"] < report.summary["layers_on_gpu"]:
+            # not better yet, but fewer GPU layers: a rewrite that needs the next one (head-sink leaves anchor
+            # constants that sub-to-add then folds): judge the pair on the whole model
+            ahead = self._lookahead(full, report)
+            if ahead is not None:
+                m, child, rep = ahead
+                model.CopyFrom(m)
+                self.changes += [c for _, c in full[1]] + child.changes
+                return rep
+        accepted, best = whole.accept(report, items, full)
         if not accepted:
             return None
         model.CopyFrom(best[0])
         self.changes += [c for _, c in best[1]]
         return best[2]
+
+    def _lookahead(self, full: tuple, report: Report) -> tuple[onnx.ModelProto, "_Fixer", Report] | None:
+        """Rounds on top of a round that was not better by itself: kept (all of it) only if the model they reach
+        is better than `report`; otherwise nothing of it is kept and the round is halved as usual."""
+        child = _Fixer(self.db, self.target, self.shapes, self.allowed, self.excluded, self.allow_approx)
+        child.depth = self.depth + 1
+        child.decided = dict(self.decided)
+        m = onnx.ModelProto()
+        m.CopyFrom(full[0])
+        rep = full[2]
+        found = None
+        for _ in range(LOOKAHEAD_ROUNDS):
+            plan = {node: [(r, rules) for r, rules in recipes if (r, node) not in child.decided]
+                    for node, recipes in _candidates(rep, self.allowed, self.excluded).items()}
+            plan = {node: recipes for node, recipes in plan.items() if recipes}
+            if not plan:
+                break
+            nxt = child._round(m, rep, plan)
+            if nxt is None:
+                break
+            rep = nxt
+            if better(rep, report):
+                found = (m, child, rep)
+                break
+        for k, v in child.time.items():
+            self.time[k] += v
+        if found is not None:
+            self.decided.update(child.decided)
+            self.reverted += child.reverted
+        return found
 
     def _revert(self, changes: list[Change], why: str) -> None:
         for c in changes:
@@ -411,13 +458,18 @@ class _Trial:
         except DlarulesError:
             return None
 
-    def accept(self, report: Report, items: list) -> tuple[bool, tuple]:
-        self._accept(report, items)
+    def try_all(self, items: list) -> tuple[onnx.ModelProto, list[tuple[str, Change]], Report] | None:
+        """The whole set spliced in and checked (nothing kept yet)."""
+        return self._try(items)
+
+    def accept(self, report: Report, items: list, full: tuple | None = None) -> tuple[bool, tuple]:
+        """`full`: try_all(items), when the caller already has it."""
+        self._accept(report, items, full)
         return self.best is not None, self.best
 
-    def _accept(self, report: Report, items: list) -> None:
+    def _accept(self, report: Report, items: list, known: tuple | None = None) -> None:
         current = self.best[2] if self.best is not None else report
-        got = self._try(items)
+        got = known if known is not None else self._try(items)
         if got is not None and better(got[2], current):
             self.kept += items
             self.best = got

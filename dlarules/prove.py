@@ -118,9 +118,28 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(4)
 
 
+def empty_tensor(model: onnx.ModelProto) -> str | None:
+    """An inner tensor that shape inference finds empty (a dim of 0: a pooling window larger than its input), as
+    'name (dims)', else None. Some onnxruntime kernels crash the process on empty inputs (InstanceNormalization:
+    a segfault), so no proof runs such a model."""
+    try:
+        typed = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return None   # the session reports what is wrong with the model
+    for vi in list(typed.graph.value_info) + list(typed.graph.output):
+        dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
+        if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):   # -1: an exporter's "unknown"
+            shown = "x".join(str(d.dim_value) if d.HasField("dim_value") else "?" for d in dims)
+            return f"{clip(vi.name, 60)} ({shown})"
+    return None
+
+
 def _session(model: onnx.ModelProto, where: str) -> Any:
     import onnxruntime as ort
     quiet_onnxruntime()
+    if (empty := empty_tensor(model)) is not None:
+        raise DlarulesError(where, f"tensor {empty} is empty; onnxruntime is not run on models with empty tensors "
+                                   f"(some of its kernels crash on them), so the proof cannot run")
     opts = ort.SessionOptions()
     opts.log_severity_level = 4   # fatal only: a failing run is reported as one line of ours, not ORT's log
     # The proof compares the graphs as written, not what ORT's optimizer makes of them.

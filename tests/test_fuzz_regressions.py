@@ -6,6 +6,8 @@ option, nothing third-party on stderr, JSON that parses, inputs unchanged) and a
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +170,25 @@ def test_resize_recipe_on_an_opset_10_resize(tmp_path):
     # the x2 bilinear -> nearest passes its own tolerance; the judge ran onnx.checker and onnxruntime on the output
     assert out.category == "ok" and out.rc == 0, out
     assert (tmp_path / "run" / "out" / "fixed.onnx").is_file()
+
+
+def test_no_proof_runs_a_model_with_an_empty_tensor(tmp_path):
+    # found by the 30-minute campaign: a 9x9 MaxPool on a 4-row input makes a 1x16x0x3 tensor, and onnxruntime's
+    # InstanceNormalization segfaulted on it inside split's proof (the whole process died). Now: one line, exit 2.
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 16, 4, 16])
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[9, 9], strides=[3, 3]),
+             helper.make_node("InstanceNormalization", ["p", "s", "b"], ["y"], name="norm")]
+    inits = [numpy_helper.from_array(np.ones(16, np.float32), "s"), numpy_helper.from_array(np.zeros(16, np.float32), "b")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [helper.make_empty_tensor_value_info("y")], inits),
+                          opset_imports=[helper.make_opsetid("", 13)])
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    (tmp_path / "out").mkdir()
+    for argv in (["split", "m.onnx", "--target", "xavier", "--trt", "8.4", "-o", "out"],
+                 ["fix", "m.onnx", "--target", "xavier", "--trt", "8.4", "-o", "out/fixed.onnx"]):
+        r = subprocess.run([sys.executable, "-m", "dlarules", *argv], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode in (1, 2), (argv, r.returncode, r.stderr)   # never -11
+        if r.returncode == 2:
+            assert r.stderr.count("\n") == 1 and "m.onnx: tensor p (1x16x0x3) is empty" in r.stderr
+    assert not list((tmp_path / "out").iterdir())

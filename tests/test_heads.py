@@ -120,10 +120,11 @@ def test_detect_head_is_sunk_to_per_scale_4d_maps(tmp_path, db):
     assert {"GEN-RANK", "GEN-MAX-DIM", "CONCAT-AXIS"} <= set(before)
     sink = [c for c in result.changes if c.recipe == "head-sink"]
     assert len(sink) == 1 and sink[0].exact and "3 scales (80x80, 40x40, 20x20)" in sink[0].detail
-    # what is left on the GPU: the per-scale Reshape to 3-D, the final Concat and the anchor grids (one CONSTANT
-    # per scale: a constant that varies over the positions cannot fold into a Scale layer)
+    # what is left on the GPU: the per-scale Reshape to 3-D and the final Concat; the anchor grids (anchors - lt,
+    # a CONSTANT layer per scale after sinking) are Scale operands once sub-to-add makes it lt * -1 + anchors
     after = _gpu_ops(result.after)
-    assert sorted(after) == sorted(["SHUFFLE"] * 3 + ["CONCATENATION"] + ["CONSTANT"] * 3), after
+    assert sorted(after) == sorted(["SHUFFLE"] * 3 + ["CONCATENATION"]), after
+    assert "sub-to-add" in {c.recipe for c in result.changes}
     assert result.before.summary["layers_on_gpu"] >= 20
     assert "GEN-MAX-DIM" not in {f.rule for v in result.after.gpu_layers if v.kind != "CONCATENATION"
                                  for f in v.findings}
@@ -190,17 +191,24 @@ def test_mobilenet_v3_classifier_chain_stays_4d_up_to_the_last_gemm(tmp_path, db
 
 
 # (model, GPU layers before, at most after) at Orin / TensorRT 10.3, measured: 29 -> 7, 31 -> 9, 33 -> 7
-CORPUS_CASES = [("yolov8n_640.onnx", 29, 7), ("yolo11n_640.onnx", 31, 9), ("yolov8n_seg_640.onnx", 33, 7)]
+# (model, TensorRT, GPU layers before, at most after, DLA subgraphs after): issue 13's acceptance is yolov8n <= 4 GPU
+# layers and one subgraph, yolov8n-seg <= 6 and one; yolo11n keeps its attention block (3 subgraphs, as before).
+# On 8.6 head-sink alone costs a subgraph until sub-to-add folds the anchors: the two are judged together.
+CORPUS_CASES = [(m, trt, before, after, sg) for trt in ("10.3", "8.6")
+                for m, before, after, sg in (("yolov8n_640.onnx", 29, 4, 1), ("yolo11n_640.onnx", 31, 6, 3),
+                                             ("yolov8n_seg_640.onnx", 33, 6, 1))]
 
 
-@pytest.mark.parametrize("name,before,after", CORPUS_CASES, ids=[c[0].split(".")[0] for c in CORPUS_CASES])
-def test_yolo_heads_sink_on_the_corpus(db, name, before, after):
+@pytest.mark.parametrize("name,trt,before,after,subgraphs", CORPUS_CASES,
+                         ids=[f"{c[0].split('.')[0]}-{c[1]}" for c in CORPUS_CASES])
+def test_yolo_heads_sink_on_the_corpus(db, name, trt, before, after, subgraphs):
     need_shared()
-    result = fix(CORPUS / name, db, db.target("orin", "10.3"))
+    result = fix(CORPUS / name, db, db.target("orin", trt))
     assert result.before.summary["layers_on_gpu"] == before
     assert result.after.summary["layers_on_gpu"] <= after
+    assert result.after.summary["dla_subgraphs"] == subgraphs
     assert "head-sink" in {c.recipe for c in result.changes} and all(c.exact for c in result.changes)
-    # nothing of the head is left on the GPU but the final flattening, its Concat and the anchor grids
-    head = [v for v in result.after.gpu_layers if v.kind not in ("SHUFFLE", "CONCATENATION", "CONSTANT")]
+    # nothing of the head is left on the GPU but the final flattening and its Concat
+    head = [v for v in result.after.gpu_layers if v.kind not in ("SHUFFLE", "CONCATENATION")]
     assert all(v.kind == "MATRIX_MULTIPLY" for v in head), [(v.kind, v.name) for v in head]   # yolo11's attention
     assert result.proof is not None and result.proof.passed, result.proof.to_dict()

@@ -102,6 +102,12 @@ CASES = [
     ("clip-shift", "ACT-CLIP-RANGE", ("orin", "10.3", "fp16"),   # only a max (min absent: -inf)
      {"initializers": {"hi": {"shape": [], "value": 6.0}},
       "nodes": [{"op": "Clip", "inputs": ["x", "", "hi"]}, {"op": "Relu"}]}, "6 - Relu(6 - x)"),
+    ("sub-to-add", "NEVER-CONSTANT", ("orin", "10.3", "fp16"),   # c - x: the anchors minus distances of a box decode
+     {"initializers": {"c": {"shape": [1, 8, 16, 16], "value": 0.5}}, "nodes": [{"op": "Sub", "inputs": ["c", "x"]}]},
+     "a constant minus x"),
+    ("sub-to-add", "EW-OP", ("xavier", "8.0", "fp16"),           # no SUB on DLA before TensorRT 8.2
+     {"inputs": {"a": [1, 8, 16, 16], "b": [1, 8, 16, 16]}, "nodes": [{"op": "Sub", "inputs": ["a", "b"]}]},
+     "a - b"),
     ("neg-to-mul", "UNARY-OP", ("orin", "10.3", "fp16"), {"nodes": [{"op": "Neg"}, {"op": "Relu"}]},
      "Neg -> Mul by -1"),
     ("gemm-to-conv", "GEN-MAX-DIM", ("orin", "10.3", "fp16"),

@@ -21,6 +21,8 @@ RECIPES: dict[str, str] = {
     "clip-shift": "Clip with bounds DLA rejects (Hardtanh, one-sided clips) -> shifted, power-of-two scaled Clip(0, w) "
                   "or ReLU",
     "neg-to-mul": "Neg -> Mul by -1",
+    "sub-to-add": "Sub -> Add of the second operand times -1 (a constant minuend becomes a Scale operand; DLA "
+                  "releases without SUB)",
     "gemm-to-conv": "Flatten/Reshape + Gemm/MatMul with constant weights on a pooled 4D tensor -> 1x1 Convolution",
     "depth-to-space-deconv": "DepthToSpace -> ConvTranspose with 0/1 weights",
     "space-to-depth-conv": "SpaceToDepth -> Convolution with 0/1 weights",

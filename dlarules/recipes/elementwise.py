@@ -74,6 +74,27 @@ def _apply_neg(node: gs.Node, ctx: Context) -> Change:
     return Change("neg-to-mul", node.name, "Neg -> Mul by -1", True, [node.name], [])
 
 
+def _check_sub(node: gs.Node, ctx: Context) -> str | None:
+    if len(node.inputs) != 2:
+        return "needs two operands"
+    if constant_value(node.inputs[1]) is not None and constant_value(node.inputs[0]) is None:
+        return "x - c already folds into a Scale layer where it can"
+    return _check_float_input(node, ctx)
+
+
+def _apply_sub(node: gs.Node, ctx: Context) -> Change:
+    # a - b = a + (-1 * b), bit for bit (negation is exact): the product by -1 is a uniform Scale, and the sum takes
+    # a constant a as a Scale operand (TensorRT folds x + c, not c - x) or is an ElementWise SUM
+    a, b = node.inputs[0], node.inputs[1]
+    neg = ctx.var(f"{node.name}/negated", like=b, shape=ctx.shape(b))
+    ctx.node("Mul", f"{node.name}/negate", [b, _scalar(ctx, f"{node.name}/minus_one", -1.0)], [neg])
+    node.op = "Add"
+    node.inputs[1] = neg
+    what = "a constant minus x" if constant_value(a) is not None else "a - b"
+    return Change("sub-to-add", node.name, f"Sub ({what}) -> Add of the operand times -1", True,
+                  [node.name, f"{node.name}/negate"], [])
+
+
 RECIPES = [
     Recipe("hardswish-decompose", "HardSwish -> Add, Clip(0,6), Mul", ("HardSwish",), "always",
            "4 layers (2 fold into Scale) instead of 2", _check_float_input, _apply_hardswish,
@@ -86,6 +107,12 @@ RECIPES = [
            "DLA runs no DIV on Jetson before TensorRT 10; a product by 1/c differs by float rounding only."),
     Recipe("neg-to-mul", "Neg -> Mul by -1", ("Neg",), "always", "no new layer (a Scale)",
            _check_float_input, _apply_neg, "DLA runs only ABS as a unary layer."),
+    Recipe("sub-to-add", "Sub -> Add of the second operand times -1", ("Sub",), "always",
+           "one Scale layer more; a constant minuend becomes a Scale operand instead of a CONSTANT layer",
+           _check_sub, _apply_sub,
+           "TensorRT folds a constant operand into a Scale layer for x + c, x * c and x - c, not for c - x (a "
+           "YOLO box decode: anchors - distances), which leaves a CONSTANT layer on the GPU; DLA before TensorRT "
+           "8.2 runs no SUB. a + (-1 * b) is the same number bit for bit."),
 ]
 
 
