@@ -1,6 +1,6 @@
 """The public Python API: load the rule DB, check, fix and compare models, get plain dataclasses back.
 
-    from dlarules.api import load_db, check, fix, compare
+    from dlarules.api import load_db, check, fix, compare, split
     db = load_db()                                   # packaged rules (+ DLARULES_RULES, + extra dirs)
     report = check("model.onnx", db, hardware="orin", trt="8.6")
     report.exit_code, report.summary, report.to_dict()   # the dict is the JSON report (schemas/report.schema.json)
@@ -22,8 +22,9 @@ from .ruledb import RuleDB, Target
 if TYPE_CHECKING:   # only for the annotations: importing them costs onnx-graphsurgeon / the log reader
     from .compare import Comparison
     from .fix import FixResult
+    from .split import SplitResult
 
-__all__ = ["load_db", "check", "check_many", "check_graph", "fix", "compare", "Report", "NodeVerdict", "CheckItem", "RuleDB", "Target",
+__all__ = ["load_db", "check", "check_many", "check_graph", "fix", "compare", "split", "Report", "NodeVerdict", "CheckItem", "RuleDB", "Target",
            "DlarulesError", "DependencyError", "ModelError", "OptionError", "RulesError", "REPORT_SCHEMA_VERSION", "PROTO_SOURCE",
            "target_dict"]
 
@@ -80,3 +81,30 @@ def compare(model: str | os.PathLike[str] | Report, log: str | os.PathLike[str],
         t = _target(db, target, hardware, trt, jetpack, platform, precision, None)
         report = check(model, db, target=t, input_shapes=input_shapes)
     return _compare(report, observed)
+
+
+def split(model: str | os.PathLike[str], db: RuleDB | None = None, *, hardware: str = "orin",
+          trt: str | None = None, jetpack: str | None = None, platform: str | None = None,
+          precision: str | None = None, dla_core: int | None = None, target: Target | None = None,
+          input_shapes: Mapping[str, tuple[int, ...]] | None = None, verify: bool = True,
+          output_dir: str | os.PathLike[str] | None = None, write: bool = False,
+          force: bool = False) -> SplitResult:
+    """Cut `model` into the largest part that is one standalone DLA loadable and a GPU part reading its outputs
+    (what `dlarules split` does) and return the SplitResult: `status` ("split", "dla-only" or why not), the two
+    ONNX models (`dla_model`, `gpu_model`), the chained onnxruntime proof, the I/O checks and the trtexec commands.
+    With `write=True` the parts are written as MODEL.dlapart.onnx / MODEL.gpupart.onnx (beside the model or in
+    `output_dir`) when the proof passed (or `force`); an existing file is replaced only with `force`."""
+    db = db or load_db()
+    t = _target(db, target, hardware, trt, jetpack, platform, precision, dla_core)
+    try:
+        from . import split as _split
+        paths = _split.default_outputs(model, output_dir)
+        if write:
+            _split.check_output_dir(output_dir)
+            _split.vet_outputs(paths, model, force)
+        result = _split.split(model, db, t, input_shapes=input_shapes, verify=verify, outputs=paths)
+    except ModuleNotFoundError as exc:
+        raise (dependency_error(exc) or exc) from None
+    if write and result.status == "split" and (result.proof is None or result.proof.passed or force):
+        _split.write(result, *paths, force=force)
+    return result

@@ -247,17 +247,19 @@ def _report(model: Path, rules: Optional[List[Path]], target: str, trt: Optional
 
 
 def _progress():
-    """Progress lines for long runs on stderr, only when a person watches it (a terminal): logs and the one-line
-    error contract of stderr stay as they are. Each line overwrites the previous one."""
-    if not sys.stderr.isatty():
-        return None
+    """A rich status line for long runs on stderr, only when a person watches it (a terminal) and not with -q:
+    logs, pipes and the one-line error contract of stderr stay as they are. Returns (say, stop)."""
+    if STATE.quiet or not sys.stderr.isatty():
+        return None, lambda: None   # noqa: E731
     import time
+    from rich.console import Console
+    status = Console(stderr=True, no_color=not use_color_on(sys.stderr)).status("dlarules fix: starting")
+    status.start()
     t0 = time.perf_counter()
 
     def say(text: str) -> None:
-        sys.stderr.write(f"\r\033[K[{time.perf_counter() - t0:5.1f} s] {clip(text, 100)}")
-        sys.stderr.flush()
-    return say
+        status.update(f"dlarules fix [{time.perf_counter() - t0:5.1f} s]: {clip(text, 100)}")
+    return say, status.stop
 
 
 def _vet(output: Optional[Path], inputs: list, what: str) -> None:
@@ -275,10 +277,14 @@ QUIET_PREFIXES = ("summary:", "gate failed:", "agreement:", "placement before:",
 
 def use_color() -> bool:
     """Colour only on a terminal, never with --no-color, NO_COLOR (any non-empty value, no-color.org) or TERM=dumb."""
+    return use_color_on(sys.stdout)
+
+
+def use_color_on(stream) -> bool:
     if STATE.no_color or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     try:
-        return sys.stdout.isatty()
+        return stream.isatty()
     except (AttributeError, ValueError):
         return False
 
@@ -520,18 +526,19 @@ def fix(
     if then_split:
         from .split import default_outputs, vet_outputs
         vet_outputs(default_outputs(out), model, force)
+    say, stop = _progress()
     try:
         result = run_fix(model, db, t, input_shapes=shapes,
                          only=parse_recipe_list(only, "--only"), exclude=parse_recipe_list(exclude, "--exclude"),
                          allow_approx=allow_approx, verify=not no_verify, inputs=npz_path(inputs), rtol=rtol,
-                         atol=atol, progress=_progress())
+                         atol=atol, progress=say)
     except DlarulesError as exc:
         # fix checks the model it loaded as a ModelProto: an error about "<ModelProto ...>" is about MODEL
         if exc.source is None or str(exc.source).startswith("<"):
             raise DlarulesError(model, exc.problem) from None
         raise
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")   # the last progress line goes before the report
+    finally:
+        stop()   # the status line goes before the report (or the one-line error)
     failed = result.proof is not None and not result.proof.passed
     written = None
     if not dry_run and result.changes and (not failed or force):

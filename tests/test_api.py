@@ -36,7 +36,7 @@ def test_the_facade_exports_the_core_and_the_features():
         assert hasattr(api, name), name
     assert api.Report is core.Report and api.check is core.check and api.NodeVerdict is core.NodeVerdict
     assert dlarules.check is api.check and dlarules.Report is core.Report and dlarules.load_db is api.load_db
-    for fn in (api.check, api.fix, api.compare, api.load_db):
+    for fn in (api.check, api.fix, api.compare, api.split, api.load_db):
         assert fn.__doc__ and len(fn.__doc__) > 60, fn
 
 
@@ -114,3 +114,18 @@ def test_compare_facade_is_what_the_feature_does(tmp_path, db):
     assert api.compare(report, log).agreed                    # a Report from check works as well
     log.write_text(_log(report, extra_gpu=("ACTIVATION: relu",)))
     assert not api.compare(model, log, db, hardware="orin").agreed   # the log runs relu on the GPU: missing rule
+
+
+def test_split_facade_is_what_the_feature_does(tmp_path, db):
+    # Conv -> Relu -> HardSwish on Orin: the DLA part holds the Conv and the Relu, the GPU part the HardSwish
+    from dlarules import split as feature
+    model = _model(tmp_path)
+    result = api.split(model, db, hardware="orin")
+    same = feature.split(model, db, db.target("orin"))
+    assert result.status == same.status == "split" and result.proof.passed
+    assert result.to_dict({}) == same.to_dict({})
+    assert not (tmp_path / "m.dlapart.onnx").exists()          # nothing written unless asked
+    api.split(model, db, hardware="orin", write=True)
+    assert (tmp_path / "m.dlapart.onnx").is_file() and (tmp_path / "m.gpupart.onnx").is_file()
+    with pytest.raises(api.DlarulesError, match="already exists"):
+        api.split(model, db, hardware="orin", write=True)
