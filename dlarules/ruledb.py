@@ -786,6 +786,7 @@ class RuleDB:
             what = module.title if module is not None else f"{hw} (up to {cores} DLA cores)"
             raise OptionError("--dla-core", f"{dla_core}: {what} has DLA core" + (
                 f" 0 only" if cores == 1 else f"s 0 to {cores - 1}"))
+        asked = "--trt" if trt is not None else "--jetpack" if jetpack is not None else None
         if trt is None and jetpack is None and module is not None and module.default_tensorrt:
             trt = module.default_tensorrt
         if jetpack is not None:
@@ -800,7 +801,17 @@ class RuleDB:
             trt = str(jp["tensorrt"])
         if trt is None:
             trt = str(self.hardware[hw].get("default_tensorrt"))
-        release = self.release_for(str(trt), hw, platform)
+        try:
+            release = self.release_for(str(trt), hw, platform)
+        except OptionError as exc:
+            if exc.source != "--platform":
+                raise
+            # a version that has no release on the platform: name what the user gave (the version, or the module
+            # that implies the platform), not an option they did not use
+            implied = module is not None and bool(module.platform)
+            who = asked or ("--target" if implied else "--platform")
+            extra = f"; --target {module.name} is a {platform} platform" if implied else ""
+            raise OptionError(who, exc.problem + extra) from None
         mode = self._mode(precision, str(trt))
         if mode is None:   # a DB without modes: the precision is the mode
             p = (precision or str(self.defaults.get("precision", "fp16"))).lower()

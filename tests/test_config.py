@@ -201,3 +201,17 @@ def test_a_missing_rules_folder_in_the_config_names_the_config_line(tmp_path):
     r = run_cli("check", str(tmp_path / "m.onnx"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "dlarules.toml:2: rules: " in r.stderr and "nosuch" in r.stderr
+
+
+def test_a_release_the_module_s_platform_lacks_names_the_version_given(tmp_path):
+    # found by the fuzz campaign: `--target drive-orin` with trt 10.0 (from the config) blamed --platform, which
+    # nobody gave; now the version is named, where it came from (the config line, or --trt)
+    import shutil
+    from conftest import EXAMPLE, run_cli
+    shutil.copy(EXAMPLE, tmp_path / "m.onnx")
+    r = run_cli("check", str(tmp_path / "m.onnx"), "--target", "drive-orin", "--trt", "10.0", "--no-config")
+    assert r.returncode == 2 and r.stderr.startswith("dlarules: error: --trt: TensorRT 10.0 is not a drive release")
+    assert "--target drive-orin is a drive platform" in r.stderr
+    (tmp_path / "dlarules.toml").write_text('trt = "10.0"\n')
+    r = run_cli("check", str(tmp_path / "m.onnx"), "--target", "drive-orin")
+    assert r.returncode == 2 and "dlarules.toml:1: trt: TensorRT 10.0 is not a drive release" in r.stderr
