@@ -394,3 +394,24 @@ def test_loadable_limit_and_moved_subgraphs_are_shown(db):
     assert all(x["d"] == "GPU" for x in data["layers"] if x.get("m"))
     # their GPU rows say why: the limit, not a rule
     assert page.count("its DLA subgraph is past the loadable limit") == len(moved_layers)
+
+
+@pytest.mark.parametrize("name,hw,trt", [("ddrnet23_slim_seedlike_1024x2048.onnx", "xavier", "8.5"),
+                                         ("yolov8n_640.onnx", "orin", "10.3")])
+def test_browser_draws_the_corpus_models(db, tmp_path, name, hw, trt):
+    # issue 14's acceptance: DDRNet on Xavier 8.5 and yolov8n on Orin 10.3 render, and the screenshot shows them
+    # (the README's pictures, docs/img/, are these pages: docs/make_screenshots.py)
+    from conftest import CORPUS, need_shared
+    need_shared()
+    report = check(CORPUS / name, db, target=db.target(hw, trt))
+    page = render_html([report])
+    d = tags(browse(page, tmp_path, "--dump-dom").stdout)
+    panel = next(a for tag, a in d.tags if a.get("id") == "p0")
+    assert panel.get("data-drawn") == "1", "the page script did not finish"
+    outlines = [a["data-name"] for tag, a in d.tags if tag == "g" and "subgraph" in a.get("class", "")]
+    assert sorted(outlines) == sorted(s.name for s in report.placement.subgraphs)
+    shot = tmp_path / "shot.png"
+    browse(page, tmp_path, f"--screenshot={shot}", size="1200,800")
+    _, _, px = read_png(shot)
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 20, "blank screenshot"
+    assert colour_count(px, H.DLA_COLOR) > 1500 and colour_count(px, H.GPU_COLOR) > 500
