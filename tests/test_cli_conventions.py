@@ -194,3 +194,17 @@ def test_main_runs_without_the_gc_and_gives_it_back(monkeypatch, capsys):
     assert gc.isenabled()
     rc, _, _ = run_main(monkeypatch, capsys, "check", str(EXAMPLE))
     assert rc == 3 and seen == [False] and gc.isenabled()   # off for the command, on again for the caller
+
+
+@pytest.mark.parametrize("command", ["check", "compare", "fix", "split", "verify"])
+def test_help_of_every_command_lists_its_choices(command, db):
+    from dlarules.report import formats
+    out = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", CliRunner().invoke(cli.app, [command, "--help"],
+                                                                          env={"COLUMNS": "200"}).output))
+    assert f"Output format: {', '.join(formats.names(command))}." in out, out   # the registry's formats
+    for module in ("agx-xavier", "xavier-nx", "agx-orin", "orin-nx-16", "orin-nx-8", "drive-orin"):
+        assert module in out, module
+    for mode in ("fp16", "int8", "int8+fp16", "best", "strongly-typed"):
+        assert mode in out, mode
+    assert "jetson" in out and "drive" in out
+    assert all(r.version in out for r in db.releases), "--trt lists the releases"
