@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -332,3 +334,24 @@ def test_dynamic_input_needs_and_takes_input_shape(tmp_path):
     for p in default_outputs(src):
         for vi in onnx.load(str(p)).graph.input:
             assert [d.dim_value for d in vi.type.tensor_type.shape.dim] in ([1, 8, 32, 32],)
+
+
+@pytest.mark.slow
+def test_yolov8n_after_fix_splits_at_the_final_reshapes(tmp_path):
+    # issue 13's acceptance: after fix (head-sink, sub-to-add) the whole Detect head is DLA work; split cuts the
+    # model at the three per-scale flattening Reshapes, and the GPU part is those and the final Concat
+    import shutil
+    import onnx
+    need_shared()
+    src = tmp_path / "y8.onnx"
+    shutil.copy(CORPUS / "yolov8n_640.onnx", src)
+    r = subprocess.run([sys.executable, "-m", "dlarules", "fix", "y8.onnx", "--target", "orin", "--trt", "10.3",
+                        "--then-split"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert "checked alone: 0 GPU layers, 1 DLA subgraph" in r.stdout and "max abs error 0" in r.stdout
+    assert ("DLA: trtexec --onnx=y8.dla.dlapart.onnx --useDLACore=0 --buildDLAStandalone "
+            "--saveEngine=y8.dla.dlapart.loadable --fp16 --inputIOFormats=fp16:chw16 "
+            "--outputIOFormats=fp16:chw16,fp16:chw16,fp16:chw16") in r.stdout
+    assert "GPU: trtexec --onnx=y8.dla.gpupart.onnx --saveEngine=y8.dla.gpupart.engine --fp16" in r.stdout
+    gpu = onnx.load(str(tmp_path / "y8.dla.gpupart.onnx"))
+    assert sorted(n.op_type for n in gpu.graph.node) == ["Concat", "Reshape", "Reshape", "Reshape"]
