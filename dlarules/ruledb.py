@@ -21,8 +21,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
 from . import __version__
 from .errors import DlarulesError, OptionError, RulesError, clip, first_line
 from .layers import KINDS
@@ -243,21 +241,32 @@ class RuleSet:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Records the line of every mapping that has an `id` or `version` (rules, releases) for error messages."""
+_LOADER: Any = None
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
-        m = super().construct_mapping(node, deep=deep)
-        if "id" in m or "version" in m:
-            m["__line__"] = node.start_mark.line + 1
-        return m
+
+def _line_loader() -> Any:
+    """The YAML loader that records the line of every mapping with an `id` or `version` (rules, releases) for error
+    messages. Made on first use: a DB served from its cache never imports yaml (start-up, bench/bench_cli.py)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+            def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+                m = super().construct_mapping(node, deep=deep)
+                if "id" in m or "version" in m:
+                    m["__line__"] = node.start_mark.line + 1
+                return m
+        _LOADER = _LineLoader
+    return _LOADER
 
 
 def _read_yaml(path: Path) -> Any:
     # readers.load_yaml: a regular file (a FIFO would block), within the size and alias-expansion budgets, UTF-8
+    import yaml
     from .readers import load_yaml
     try:
-        return load_yaml(path, _LineLoader)
+        return load_yaml(path, _line_loader())
     except RulesError:
         raise
     except DlarulesError as exc:

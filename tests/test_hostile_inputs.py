@@ -85,7 +85,8 @@ def test_reader_text_must_be_utf8(tmp_path):
 
 
 def test_yaml_recursive_alias_is_refused(tmp_path):
-    from dlarules.ruledb import _LineLoader
+    from dlarules.ruledb import _line_loader
+    _LineLoader = _line_loader()
     p = tmp_path / "r.yaml"
     p.write_text("a: &x [*x]\n")
     with pytest.raises(DlarulesError, match="aliases"):
