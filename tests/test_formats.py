@@ -350,3 +350,18 @@ def test_every_format_renders_a_check_where_no_model_could_be_read(db, models):
         assert "bad.onnx" in out and "missing.onnx" in out, name
     jsonschema.validate(json.loads(_render("sarif", "check", items, db, models)), SARIF_SCHEMA)
     assert json.loads(_render("json", "check", items, db, models))["tool"]["db_version"] is None
+
+
+@pytest.mark.parametrize("which", ["demo", "yolov8n"])
+def test_sarif_of_the_demo_and_of_yolov8n_validates(which):
+    # issue 14's acceptance: `check --format sarif` on the shipped demo and on yolov8n, through the CLI
+    from conftest import CORPUS, need_shared, run_cli
+    if which == "yolov8n":
+        need_shared()
+    model = EXAMPLE if which == "demo" else CORPUS / "yolov8n_640.onnx"
+    r = run_cli("check", str(model), "--target", "orin", "--trt", "10.3", "--format", "sarif")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, SARIF_SCHEMA)
+    results = doc["runs"][0]["results"]
+    assert results and all(x["ruleId"] and x["locations"][0]["logicalLocations"] for x in results)
