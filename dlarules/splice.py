@@ -111,7 +111,29 @@ def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
     t = graph.tensors.get(name)
     elem = _elem_type(t.dtype) if t is not None and t.dtype else onnx.TensorProto.FLOAT
     shape = list(t.shape) if t is not None and t.shape is not None else None
+    if shape is None:
+        # no shape known here: the model's own declaration of the tensor, if it has one (onnx.checker wants a
+        # shape on a graph's inputs and outputs)
+        declared = _declared(graph, name)
+        if declared is not None:
+            vi = onnx.ValueInfoProto()
+            vi.CopyFrom(declared)
+            if vi.type.HasField("tensor_type") and not vi.type.tensor_type.elem_type:
+                vi.type.tensor_type.elem_type = elem
+            if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
+                vi.type.tensor_type.shape.SetInParent()
+            return vi
     return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _declared(graph: Graph, name: str) -> onnx.ValueInfoProto | None:
+    g = graph.model.graph if getattr(graph, "model", None) is not None else None
+    if g is None:
+        return None
+    for vi in list(g.output) + list(g.input) + list(g.value_info):
+        if vi.name == name:
+            return vi
+    return None
 
 
 def _elem_type(dtype: str) -> int:

@@ -30,7 +30,7 @@ from onnx import helper, numpy_helper
 
 from . import splice
 from .core import Report, check
-from .errors import DlarulesError, OptionError, RulesError, clip
+from .errors import DlarulesError, OptionError, RulesError, clip, first_line
 from .flops import layer_flops
 from .ruledb import RuleDB, Target
 
@@ -177,18 +177,32 @@ def write(result: SplitResult, dla_path: Path, gpu_path: Path, force: bool = Fal
     if result.dla_model is None or result.gpu_model is None:
         return {}
     vet_outputs([dla_path, gpu_path], result.source, force)
+    parts = (("dla", result.dla_model, dla_path), ("gpu", result.gpu_model, gpu_path))
+    for key, model, path in parts:   # both checked before either is written
+        if model.ByteSize() > 2_000_000_000:
+            continue
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            own = _checker_problem(result.source)
+            if own is not None:   # the user's model has the defect already: say so, about it
+                raise DlarulesError(result.source, f"fails onnx.checker itself ({clip(own, 120)}), and so would "
+                                                   f"its parts; nothing written") from None
+            raise DlarulesError(path, f"the {key.upper()} part fails onnx.checker ({clip(exc, 120)}); nothing "
+                                      f"written") from None
     out = {}
-    for key, model, path in (("dla", result.dla_model, dla_path), ("gpu", result.gpu_model, gpu_path)):
-        big = model.ByteSize() > 2_000_000_000
-        if not big:
-            try:
-                onnx.checker.check_model(model)
-            except onnx.checker.ValidationError as exc:
-                raise DlarulesError(path, f"the {key.upper()} part fails onnx.checker ({clip(exc, 120)}); nothing "
-                                          f"written") from None
-        save_model_atomic(model, path, external=big, inputs=[result.source])
+    for key, model, path in parts:
+        save_model_atomic(model, path, external=model.ByteSize() > 2_000_000_000, inputs=[result.source])
         out[key] = str(path)
     return out
+
+
+def _checker_problem(source: str | os.PathLike[str]) -> str | None:
+    try:
+        onnx.checker.check_model(str(source))
+    except Exception as exc:   # noqa: BLE001 - any reason the file does not check is the answer
+        return first_line(exc) or type(exc).__name__
+    return None
 
 
 # -------------------------------------------------------------------------------------------------- the cut

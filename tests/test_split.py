@@ -355,3 +355,22 @@ def test_yolov8n_after_fix_splits_at_the_final_reshapes(tmp_path):
     assert "GPU: trtexec --onnx=y8.dla.gpupart.onnx --saveEngine=y8.dla.gpupart.engine --fp16" in r.stdout
     gpu = onnx.load(str(tmp_path / "y8.dla.gpupart.onnx"))
     assert sorted(n.op_type for n in gpu.graph.node) == ["Concat", "Reshape", "Reshape", "Reshape"]
+
+
+def test_parts_are_checked_before_either_is_written(tmp_path):
+    # found by the fuzz campaign: a ThresholdedRelu (opset 10) in an opset-9 model, and an output declared without
+    # a shape: the GPU part failed onnx.checker after the DLA part had been written. Now both are checked first,
+    # and a defect the input has itself is named on the input.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 16])
+    y = helper.make_empty_tensor_value_info("y")
+    nodes = [helper.make_node("Mul", ["x", "k"], ["m"], name="mul"),
+             helper.make_node("ThresholdedRelu", ["m"], ["y"], name="thr", alpha=1.0)]
+    k = numpy_helper.from_array(np.full((1, 1, 1), 2.0, np.float32), "k")
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [k]), opset_imports=[helper.make_opsetid("", 9)])
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    r = subprocess.run([sys.executable, "-m", "dlarules", "split", str(src), "--target", "orin", "--trt", "8.4"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{src}: fails onnx.checker itself" in r.stderr and "nothing written" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
