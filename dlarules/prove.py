@@ -120,15 +120,20 @@ def quiet_onnxruntime() -> None:
 
 
 def empty_tensor(model: onnx.ModelProto) -> str | None:
-    """An inner tensor that shape inference finds empty (a dim of 0: a pooling window larger than its input), as
-    'name (dims)', else None. Some onnxruntime kernels crash the process on empty inputs (InstanceNormalization:
-    a segfault), so no proof runs such a model."""
+    """An activation (rank >= 2, made by a node other than Constant) that shape inference finds empty (a dim of
+    0: a pooling window larger than its input), as 'name (dims)', else None. Some onnxruntime kernels crash the
+    process on empty activations (InstanceNormalization: a segfault), so no proof runs such a model. Empty 1-D
+    constants (a Resize's unused roi) are ordinary and not counted."""
     try:
         typed = onnx.shape_inference.infer_shapes(model)
     except Exception:
         return None   # the session reports what is wrong with the model
+    consts = {i.name for i in typed.graph.initializer}
+    consts |= {o for n in typed.graph.node if n.op_type in ("Constant", "ConstantOfShape") for o in n.output}
     for vi in list(typed.graph.value_info) + list(typed.graph.output):
         dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
+        if vi.name in consts or len(dims) < 2:
+            continue
         if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):   # -1: an exporter's "unknown"
             shown = "x".join(str(d.dim_value) if d.HasField("dim_value") else "?" for d in dims)
             return f"{clip(vi.name, 60)} ({shown})"

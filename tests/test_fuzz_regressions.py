@@ -192,3 +192,21 @@ def test_no_proof_runs_a_model_with_an_empty_tensor(tmp_path):
         if r.returncode == 2:
             assert r.stderr.count("\n") == 1 and "m.onnx: tensor p (1x16x0x3) is empty" in r.stderr
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_empty_constants_are_ordinary_empty_activations_are_not():
+    # the empty-tensor guard of the proofs counts activations only: a Resize's empty roi (PaddleOCR's det model,
+    # many exports) is no reason to refuse a proof
+    from dlarules.prove import empty_tensor
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])
+    inits = [numpy_helper.from_array(np.zeros(0, np.float32), "roi"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc")]
+    ok = helper.make_model(helper.make_graph([helper.make_node("Resize", ["x", "roi", "sc"], ["y"], name="up")], "g",
+                                             [x], [helper.make_empty_tensor_value_info("y")], inits),
+                           opset_imports=[helper.make_opsetid("", 13)])
+    assert empty_tensor(ok) is None
+    bad = helper.make_model(helper.make_graph([helper.make_node("MaxPool", ["x"], ["p"], name="pool",
+                                                                kernel_shape=[9, 9])], "g",
+                                              [x], [helper.make_empty_tensor_value_info("p")]),
+                            opset_imports=[helper.make_opsetid("", 13)])
+    assert empty_tensor(bad) == "p (1x4x0x0)"
