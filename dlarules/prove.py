@@ -124,8 +124,9 @@ def empty_tensor(model: onnx.ModelProto) -> str | None:
     0: a pooling window larger than its input), as 'name (dims)', else None. Some onnxruntime kernels crash the
     process on empty activations (InstanceNormalization: a segfault), so no proof runs such a model. Empty 1-D
     constants (a Resize's unused roi) are ordinary and not counted."""
+    from .model import weight_free
     try:
-        typed = onnx.shape_inference.infer_shapes(model)
+        typed = onnx.shape_inference.infer_shapes(weight_free(model))
     except Exception:
         return None   # the session reports what is wrong with the model
     consts = {i.name for i in typed.graph.initializer}
@@ -229,14 +230,13 @@ def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], names: list[s
           feeds_from: str | None = None) -> dict[str, np.ndarray]:
     """The values of inner tensors of `model` on `feeds` (made graph outputs of a copy; typed by shape inference),
     with the model's own outputs (one run serves a proof's reference too)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    from .model import weight_free
     try:
-        typed = onnx.shape_inference.infer_shapes(m)
+        typed = onnx.shape_inference.infer_shapes(weight_free(model))
     except Exception:
-        typed = m
+        typed = model
     known = {vi.name: vi for vi in list(typed.graph.value_info) + list(typed.graph.input) + list(typed.graph.output)}
-    have = {o.name for o in m.graph.output}
+    have = {o.name for o in model.graph.output}
     wanted = []
     budget = MAX_PROBE_ELEMENTS   # every watched tensor stays in memory until the run ends: the first ones that fit
     for n in names:
@@ -248,12 +248,17 @@ def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], names: list[s
             continue
         budget -= size
         wanted.append(n)
+    # made outputs of the model itself for the run and taken off again: a copy of a model is a copy of its weights
+    n_out = len(model.graph.output)
     for n in wanted:
-        vi = onnx.ValueInfoProto()
+        vi = model.graph.output.add()
         vi.CopyFrom(known[n])
         vi.type.tensor_type.ClearField("shape")   # the value decides; a stale dim would fail the run
-        m.graph.output.append(vi)
-    out = run(m, dict(feeds), where, feeds_from)
+    try:
+        out = run(model, dict(feeds), where, feeds_from)
+    finally:
+        while len(model.graph.output) > n_out:
+            del model.graph.output[-1]
     feeds_also = {k: v for k, v in feeds.items() if k in names}
     return {**feeds_also, **out}
 
