@@ -303,14 +303,23 @@ def matches_files(globs: tuple[str, ...], model: str | os.PathLike[str], base: O
 
 # ---- merging ---------------------------------------------------------------------------------------------------
 
-_CACHE: dict[Path, Config] = {}
+_CACHE: dict[tuple[Path, int, int], Config] = {}
+_CACHE_SIZE = 64
 
 
 def load_cached(path: Path) -> Config:
-    """One parse per config file per process (a many-model check finds the same file for every model)."""
-    key = Path(os.path.abspath(path))
+    """One parse per config file per process (a many-model check finds the same file for every model), keyed by
+    its size and modification time (an edited config is never served stale to a long-lived host) and bounded."""
+    p = Path(os.path.abspath(path))
+    try:
+        st = p.stat()
+        key = (p, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return load(p)   # load says what is wrong with it
     if key not in _CACHE:
-        _CACHE[key] = load(key)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = load(p)
     return _CACHE[key]
 
 

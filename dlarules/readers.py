@@ -97,12 +97,29 @@ def read_bytes(path: str | os.PathLike[str], what: str, max_bytes: int, hint: st
             raise DlarulesError(path, f"is {_KIND_NAMES.get(stat.S_IFMT(st.st_mode), 'not a regular file')}, "
                                       f"not {what}")
         try:
-            data = fh.read(max_bytes + 1)
+            data = _read_upto(fh, max_bytes + 1, st.st_size)
         except OSError as exc:
             raise DlarulesError(path, _os_problem(exc)) from None
     if len(data) > max_bytes:
         raise DlarulesError(path, f"is over the {size_text(max_bytes)} limit for {what}{hint}")
     return data
+
+
+def _read_upto(fh: Any, limit: int, size: int) -> bytes:
+    """At most `limit` bytes. Reads what the file holds (its stat size) at once, then in 1 MiB steps should it have
+    grown: `read(limit)` would reserve `limit` bytes up front (1 GiB for a 500-byte model), which fails where the
+    address space is bounded (a worker under RLIMIT_AS: found by the fuzz campaign)."""
+    data = fh.read(min(limit, size + 1))
+    if len(data) <= size:
+        return data
+    chunks, total = [data], len(data)
+    while total < limit:
+        more = fh.read(min(1 << 20, limit - total))
+        if not more:
+            break
+        chunks.append(more)
+        total += len(more)
+    return b"".join(chunks)
 
 
 def read_text(path: str | os.PathLike[str], what: str, max_bytes: int, *, latin1_fallback: bool = False) -> str:

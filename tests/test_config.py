@@ -215,3 +215,18 @@ def test_a_release_the_module_s_platform_lacks_names_the_version_given(tmp_path)
     (tmp_path / "dlarules.toml").write_text('trt = "10.0"\n')
     r = run_cli("check", str(tmp_path / "m.onnx"), "--target", "drive-orin")
     assert r.returncode == 2 and "dlarules.toml:1: trt: TensorRT 10.0 is not a drive release" in r.stderr
+
+
+def test_an_edited_config_is_read_again(tmp_path):
+    # a long-lived host (the API, a pre-commit run) must not be served a stale parse of a config that changed
+    import os
+    import time
+    from dlarules import config
+    p = tmp_path / "dlarules.toml"
+    p.write_text('target = "orin"\n')
+    assert config.load_cached(p).options["target"] == "orin"
+    p.write_text('target = "xavier"\n')
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))   # a new mtime even on a coarse clock
+    assert config.load_cached(p).options["target"] == "xavier"
+    time.sleep(0)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import onnx
 from onnx import helper, numpy_helper
 
@@ -210,3 +211,45 @@ def test_empty_constants_are_ordinary_empty_activations_are_not():
                                               [x], [helper.make_empty_tensor_value_info("p")]),
                             opset_imports=[helper.make_opsetid("", 13)])
     assert empty_tensor(bad) == "p (1x4x0x0)"
+
+
+def test_reading_a_small_file_reserves_no_more_than_it_holds(tmp_path):
+    # found by the 30-minute campaign: read(limit + 1) reserved the whole 1 GiB model limit for a 508-byte model,
+    # a MemoryError in a worker whose address space is bounded. Run under a 600 MB RLIMIT_AS to prove it.
+    import textwrap
+    src = tmp_path / "m.onnx"
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x],
+                                            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])]),
+                          opset_imports=[helper.make_opsetid("", 13)])
+    src.write_bytes(m.SerializeToString())
+    code = textwrap.dedent(f"""
+        import resource
+        from dlarules import readers
+        resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))
+        data = readers.read_bytes({str(src)!r}, "an ONNX model", 1 << 30)
+        assert len(data) == {src.stat().st_size}
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-500:]
+
+
+def test_a_file_that_grows_while_read_is_still_bounded(tmp_path):
+    from dlarules import readers
+    from dlarules.errors import DlarulesError
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"x" * 10)
+
+    class Growing:   # reports 10 bytes in its stat, holds 3 MiB: the reader stops at its limit
+        def __init__(self) -> None:
+            self.left = 3 << 20
+        def read(self, n: int) -> bytes:
+            k = min(n, self.left)
+            self.left -= k
+            return b"y" * k
+    assert len(readers._read_upto(Growing(), 2 << 20, 10)) == 2 << 20
+    assert len(readers._read_upto(Growing(), 100, 10)) == 100
+    assert readers.read_bytes(p, "a file", 100) == b"x" * 10
+    with pytest.raises(DlarulesError, match="over the"):
+        readers.read_bytes(p, "a file", 5)
