@@ -100,13 +100,28 @@ def _finding(rule: Rule, ctx: Context) -> Finding:
                    rule.confidence, fix, str(rule.raw.get("hint", "")))
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _key(v: Any) -> Any:
+    """An attribute value as part of a signature: lists as tuples; a value that cannot be hashed (a tensor where a
+    damaged model has an int) by identity, so that layer shares no verdict (found by the fuzz campaign)."""
+    if v.__class__ is list or v.__class__ is tuple:
+        return tuple(x if x.__class__ in _PLAIN else _key(x) for x in v)
+    try:
+        hash(v)
+    except TypeError:
+        return ("unhashable", id(v))
+    return v
+
+
 def _signature(layer: Layer, neighbors: Any) -> tuple:
     """Everything the rules of a plan can see of a layer, apart from names: equal signatures, equal verdicts.
     Constant inputs enter by identity, since rules may read their values. (Hot: one per layer.)"""
     attrs = []
     for k, v in layer.attrs.items():
         attrs.append(k)
-        attrs.append(tuple(v) if v.__class__ is list else v)
+        attrs.append(v if v.__class__ in _PLAIN else _key(v))
     ins = []
     for t in layer.inputs:
         ins.append(t.shape)

@@ -253,3 +253,21 @@ def test_a_file_that_grows_while_read_is_still_bounded(tmp_path):
     assert readers.read_bytes(p, "a file", 100) == b"x" * 10
     with pytest.raises(DlarulesError, match="over the"):
         readers.read_bytes(p, "a file", 5)
+
+
+def test_deconv_pad_recipe_on_an_output_that_is_not_4d(tmp_path):
+    # found by the 30-minute campaign: deconv-pad-to-slice unpacked a rank-0 output shape (ValueError)
+    case = _case((HERE / "deconv_scalar_output.onnx").read_bytes(), "fix", "m.onnx", "--target", "orin", "--trt",
+                 "11.4", "--format", "json", "-o", "out/fixed.onnx", "--all")
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok" and out.rc in (0, 1, 2), out
+
+
+def test_a_tensor_where_an_attribute_int_belongs(tmp_path):
+    # found by the 30-minute campaign: a damaged Inception whose Concat.axis is a tensor; the checker's layer
+    # signature hashed attribute values (TypeError: unhashable type: 'TensorProto')
+    folder = HERE / "tensor_attribute"
+    case = Case("compare", {"m.onnx": (folder / "m.onnx").read_bytes(), "build.log": (folder / "build.log").read_bytes()},
+                argv=["compare", "m.onnx", "--target", "agx-xavier", "--log", "build.log", "--format", "junit"])
+    out = run_case(case, tmp_path / "run")
+    assert out.category == "ok" and out.rc in (0, 1, 2), out

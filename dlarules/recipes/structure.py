@@ -386,8 +386,9 @@ def _check_deconv_pads(node: gs.Node, ctx: Context) -> str | None:
         return "needs a 2-D ConvTranspose with padding"
     if any(a.get("output_padding", [0, 0])) or a.get("output_shape") or str_attr(node, "auto_pad", "NOTSET") != "NOTSET":
         return "output_padding, output_shape or auto_pad are not rewritten"
-    if ctx.shape(node.outputs[0]) is None:
-        return "needs a static output shape"
+    shape = ctx.shape(node.outputs[0])
+    if shape is None or len(shape) != 4:
+        return "needs a static 4-D output shape"
     return None
 
 
