@@ -114,8 +114,12 @@ class Worker:
 
         def limits() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        # MALLOC_ARENA_MAX: glibc reserves 64 MB of address space per malloc arena (one per thread that allocates,
+        # up to 8 per core); under RLIMIT_AS a long-lived worker whose onnxruntime sessions came and went died in
+        # the case generator with "cannot allocate memory for thread-local data" (a limit of the harness, not a
+        # run of dlarules). Two arenas keep the limit about what the runs allocate.
         env = dict(os.environ, DLARULES_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1",
-                   DLARULES_FUZZ_PENDING=str(self.pending))
+                   DLARULES_FUZZ_PENDING=str(self.pending), MALLOC_ARENA_MAX="2")
         env.pop("DLARULES_RULES", None)
         self.log = open(log, "ab")
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd=str(ROOT),
