@@ -250,7 +250,7 @@ def _progress():
     """A rich status line for long runs on stderr, only when a person watches it (a terminal) and not with -q:
     logs, pipes and the one-line error contract of stderr stay as they are. Returns (say, stop)."""
     if STATE.quiet or not sys.stderr.isatty():
-        return None, lambda: None   # noqa: E731
+        return None, lambda: None
     import time
     from rich.console import Console
     status = Console(stderr=True, no_color=not use_color_on(sys.stderr)).status("dlarules fix: starting")
@@ -543,6 +543,11 @@ def fix(
     written = None
     if not dry_run and result.changes and (not failed or force):
         written = write(result, out, force=force)
+
+    def _write_fix() -> None:
+        _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
+               None, [model], human=fmt == "text")
+
     if then_split and not failed:
         from .split import default_outputs, vet_outputs
         base = Path(written) if written else model   # no rewrite applied: split the model itself
@@ -553,12 +558,10 @@ def fix(
         if fmt == "json":
             before = {**result.to_dict(), "output": str(written) if written else None}
         else:
-            _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
-                   None, [model], human=fmt == "text")
+            _write_fix()
             typer.echo("")
-        _split_and_report(base, db, t, shapes, paths, force, fmt, before)
-    _write(form.render("fix", FixView(result, written, dry_run), Context(db=db, show_all=all_ or STATE.verbose)),
-           None, [model], human=fmt == "text")
+        _split_and_report(base, db, t, shapes, paths, force, fmt, before)   # exits with split's code
+    _write_fix()
     raise typer.Exit(result.exit_code)
 
 

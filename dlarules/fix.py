@@ -226,9 +226,7 @@ class _Fixer:
     def run(self, model: onnx.ModelProto) -> tuple[Report, onnx.ModelProto, Report]:
         before = report = self._check(model, "check", self.shapes)
         for k in range(MAX_ROUNDS):
-            plan = {node: [(r, rules) for r, rules in recipes if (r, node) not in self.decided]
-                    for node, recipes in _candidates(report, self.allowed, self.excluded).items()}
-            plan = {node: recipes for node, recipes in plan.items() if recipes}
+            plan = self._plan(report)
             if not plan:
                 break
             self._say(f"round {k + 1}: {len(plan)} node(s) to rewrite, {score_text(report)}")
@@ -237,6 +235,12 @@ class _Fixer:
                 break
             report = better
         return before, model, report
+
+    def _plan(self, report: Report) -> dict[str, list[tuple[str, list[str]]]]:
+        """node -> the recipes its findings name that were not decided yet (applied, or why not)."""
+        plan = {node: [(r, rules) for r, rules in recipes if (r, node) not in self.decided]
+                for node, recipes in _candidates(report, self.allowed, self.excluded).items()}
+        return {node: recipes for node, recipes in plan.items() if recipes}
 
     def _say(self, text: str) -> None:
         if self.progress is not None:
@@ -317,9 +321,7 @@ class _Fixer:
         rep = full[2]
         found = None
         for _ in range(LOOKAHEAD_ROUNDS):
-            plan = {node: [(r, rules) for r, rules in recipes if (r, node) not in child.decided]
-                    for node, recipes in _candidates(rep, self.allowed, self.excluded).items()}
-            plan = {node: recipes for node, recipes in plan.items() if recipes}
+            plan = child._plan(rep)
             if not plan:
                 break
             nxt = child._round(m, rep, plan)

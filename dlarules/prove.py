@@ -228,8 +228,9 @@ def degenerate(x: np.ndarray) -> str | None:
 
 def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], names: list[str], where: str,
           feeds_from: str | None = None) -> dict[str, np.ndarray]:
-    """The values of inner tensors of `model` on `feeds` (made graph outputs of a copy; typed by shape inference),
-    with the model's own outputs (one run serves a proof's reference too)."""
+    """The values of inner tensors of `model` on `feeds` (made graph outputs of the model for one run, typed by
+    shape inference, within MAX_PROBE_ELEMENTS), with the model's own outputs (one run serves a proof's reference
+    too)."""
     from .model import weight_free
     try:
         typed = onnx.shape_inference.infer_shapes(weight_free(model))
